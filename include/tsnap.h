@@ -1,0 +1,396 @@
+/*
+ * tsnap.h - tensor snapshots in HDF5 files.
+ *
+ * One snapshot is one HDF5 file; each tensor is a chunked dataset whose
+ * HDF5 type follows h5py's conventions, so h5py, h5dump and HDFView read
+ * it with no tsnap installed.  docs/FORMAT.md is the file format.
+ *
+ * Conventions (the same for every call):
+ *  - Every function that can fail returns 0 on success or a negative
+ *    TSNAP_E* code.  tsnap_errmsg() then gives a one-line message naming
+ *    the file, the tensor and the cause.
+ *  - Constructors take their `out` argument first and set `*out = NULL` on
+ *    failure.  Destructors return void and accept NULL.
+ *  - Tensors are DLPack DLTensors, used unchanged: strides are in elements
+ *    (NULL means C-contiguous, any sign and zero are allowed), byte_offset
+ *    is honoured, data is in the machine's native byte order.
+ *  - A handle may be used by one thread at a time; different handles may be
+ *    used from different threads at once.
+ */
+#ifndef TSNAP_H
+#define TSNAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <dlpack/dlpack.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(TSNAP_SHARED_BUILD)
+#define TSNAP_API __declspec(dllexport)
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define TSNAP_API __attribute__((visibility("default")))
+#else
+#define TSNAP_API
+#endif
+
+#define TSNAP_VERSION_MAJOR 0
+#define TSNAP_VERSION_MINOR 1
+#define TSNAP_VERSION_PATCH 0
+#define TSNAP_VERSION_STRING "0.1.0"
+
+/** The file format version this library writes (root attribute
+ *  `tsnap_version`).  It reads this version and every earlier one. */
+#define TSNAP_FORMAT_VERSION 1
+
+/** The most dimensions a tensor may have (HDF5's own limit). */
+#define TSNAP_MAX_NDIM 32
+
+/** Returns TSNAP_VERSION_STRING of the library actually linked. */
+TSNAP_API const char *tsnap_version(void);
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+/** Return codes.  The values are fixed forever. */
+typedef enum tsnap_error {
+    TSNAP_OK = 0,
+    TSNAP_EINVAL = -1,       /**< a bad argument (NULL, bad shape, bad name...) */
+    TSNAP_ENOTFOUND = -2,    /**< no such file or tensor */
+    TSNAP_EEXISTS = -3,      /**< a tensor or file of that name exists */
+    TSNAP_EFORMAT = -4,      /**< not an HDF5 file, damaged, or inconsistent */
+    TSNAP_ECHECKSUM = -5,    /**< data does not match its recorded checksum */
+    TSNAP_ENOTMAPPABLE = -6, /**< the tensor's bytes do not lie flat in the file */
+    TSNAP_ENOCUDA = -7,      /**< CUDA memory given, but no CUDA support or device */
+    TSNAP_ECUDA = -8,        /**< a CUDA call failed */
+    TSNAP_EIO = -9,          /**< the operating system or HDF5 failed to read or write */
+    TSNAP_ENOMEM = -10,      /**< out of memory */
+    TSNAP_ETYPE = -11,       /**< a data type tsnap cannot represent */
+    TSNAP_ESTATE = -12       /**< the handle cannot do this now (e.g. put after commit) */
+} tsnap_error;
+
+/**
+ * The message of the last failed call on this thread: one line naming the
+ * file, the tensor and the cause.  Valid until the next tsnap call on this
+ * thread; never NULL ("" when there was no error).
+ */
+TSNAP_API const char *tsnap_errmsg(void);
+
+/** A short constant description of a return code, e.g. "not found". */
+TSNAP_API const char *tsnap_strerror(int code);
+
+/* ------------------------------------------------------------------ */
+/* Data types                                                          */
+/* ------------------------------------------------------------------ */
+
+/** The element types tsnap stores.  The values are fixed forever. */
+typedef enum tsnap_dtype {
+    TSNAP_DTYPE_INVALID = 0,
+    TSNAP_BOOL = 1,
+    TSNAP_INT8 = 2,
+    TSNAP_INT16 = 3,
+    TSNAP_INT32 = 4,
+    TSNAP_INT64 = 5,
+    TSNAP_UINT8 = 6,
+    TSNAP_UINT16 = 7,
+    TSNAP_UINT32 = 8,
+    TSNAP_UINT64 = 9,
+    TSNAP_FLOAT16 = 10,
+    TSNAP_BFLOAT16 = 11,
+    TSNAP_FLOAT32 = 12,
+    TSNAP_FLOAT64 = 13,
+    TSNAP_FLOAT8_E4M3FN = 14,
+    TSNAP_FLOAT8_E5M2 = 15,
+    TSNAP_COMPLEX32 = 16,  /**< two float16: real, imaginary */
+    TSNAP_COMPLEX64 = 17,
+    TSNAP_COMPLEX128 = 18
+} tsnap_dtype;
+
+/** The number of tsnap_dtype values, TSNAP_DTYPE_INVALID included. */
+#define TSNAP_DTYPE_COUNT 19
+
+/*
+ * DLPack type codes newer than some installed dlpack.h (0.6 has neither).
+ * These are the values of DLPack 1.1's kDLBool, kDLFloat8_e4m3fn and
+ * kDLFloat8_e5m2.
+ */
+#define TSNAP_DL_BOOL 6
+#define TSNAP_DL_FLOAT8_E4M3FN 10
+#define TSNAP_DL_FLOAT8_E5M2 12
+
+/** The canonical name ("float32", "bfloat16", ...), or NULL if invalid. */
+TSNAP_API const char *tsnap_dtype_name(tsnap_dtype dtype);
+
+/** The size of one element in bytes, or 0 if invalid. */
+TSNAP_API size_t tsnap_dtype_size(tsnap_dtype dtype);
+
+/** Parses a canonical name.  TSNAP_ETYPE if unknown. */
+TSNAP_API int tsnap_dtype_from_name(tsnap_dtype *out, const char *name);
+
+/**
+ * The tsnap type of a DLPack type.  Lanes must be 1.  Bool is accepted as
+ * TSNAP_DL_BOOL with 8 bits; bfloat16 as kDLBfloat with 16 bits; complex32
+ * as kDLComplex with 32 bits.  TSNAP_ETYPE if there is none.
+ */
+TSNAP_API int tsnap_dtype_from_dlpack(tsnap_dtype *out, DLDataType type);
+
+/** The DLPack type of a tsnap type.  TSNAP_EINVAL if invalid. */
+TSNAP_API int tsnap_dtype_to_dlpack(DLDataType *out, tsnap_dtype dtype);
+
+/* ------------------------------------------------------------------ */
+/* Writing a snapshot                                                  */
+/* ------------------------------------------------------------------ */
+
+/** Chunk codecs.  The values are fixed forever. */
+typedef enum tsnap_codec {
+    TSNAP_CODEC_NONE = 0,
+    TSNAP_CODEC_DEFLATE = 1, /**< HDF5 filter 1 (zlib stream) */
+    TSNAP_CODEC_ZSTD = 2,    /**< HDF5 filter 32015 (reserved: not yet written) */
+    TSNAP_CODEC_LZ4 = 3,     /**< HDF5 filter 32004 (reserved: not yet written) */
+    TSNAP_CODEC_OTHER = 99   /**< read only: a filter tsnap does not name */
+} tsnap_codec;
+
+/** The default target size of one chunk: 4 MiB. */
+#define TSNAP_DEFAULT_CHUNK_BYTES ((size_t)4 << 20)
+
+/** Options for tsnap_writer_create.  NULL means all defaults. */
+typedef struct tsnap_write_options {
+    unsigned int version;  /**< TSNAP_WRITE_OPTIONS_VERSION */
+    tsnap_codec codec;     /**< default TSNAP_CODEC_NONE */
+    int level;             /**< codec level; 0 picks the codec's default (deflate: 1) */
+    int shuffle;           /**< byte shuffle before the codec: -1 auto (default:
+                                on when compressing elements wider than one
+                                byte), 0 off, 1 on */
+    size_t chunk_bytes;    /**< target chunk size; 0 means
+                                TSNAP_DEFAULT_CHUNK_BYTES.  At most 2 GiB. */
+    int checksum;          /**< record an xxh3-64 checksum per tensor (default 1) */
+    int durable;           /**< fsync the file and its directory on commit
+                                (default 1); 0 keeps the atomic rename only */
+    int overwrite;         /**< commit replaces an existing file of the final
+                                name (default 1); 0 makes create and commit
+                                fail with TSNAP_EEXISTS instead */
+    const char *producer;  /**< root attribute `producer`; NULL means
+                                "tsnap <version>".  Copied. */
+} tsnap_write_options;
+
+#define TSNAP_WRITE_OPTIONS_VERSION 1
+#define TSNAP_WRITE_OPTIONS_INIT \
+    { TSNAP_WRITE_OPTIONS_VERSION, TSNAP_CODEC_NONE, 0, -1, 0, 1, 1, 1, NULL }
+
+/** Fills *opts with the defaults.  TSNAP_EINVAL for an unknown version. */
+TSNAP_API int tsnap_write_options_init(tsnap_write_options *opts, unsigned int version);
+
+typedef struct tsnap_writer tsnap_writer;
+
+/**
+ * Starts a snapshot to be committed under `path`.  The data goes to a
+ * temporary file in the same directory ("." + basename + ".<random>" +
+ * ".tsnap-tmp"); nothing appears under `path` before tsnap_writer_commit.
+ * `opts` is copied; NULL means defaults.
+ * Returns TSNAP_ENOTFOUND if the directory does not exist, TSNAP_EEXISTS if
+ * `path` exists and opts->overwrite is 0, TSNAP_EIO if the temporary file
+ * cannot be created.
+ */
+TSNAP_API int tsnap_writer_create(tsnap_writer **out, const char *path,
+                                  const tsnap_write_options *opts);
+
+/**
+ * Writes one tensor under `name` ("a/b/c" nests groups a and b).  The
+ * tensor's memory is read before the call returns and may then change.
+ * Names are non-empty, at most 1024 bytes, without leading, trailing or
+ * doubled '/', without "." or ".." parts or control characters.
+ * Returns TSNAP_EINVAL for a bad name or tensor (NULL data with elements,
+ * ndim outside 0..TSNAP_MAX_NDIM, negative or overflowing shape),
+ * TSNAP_ETYPE for a type with no tsnap dtype, TSNAP_ENOCUDA for device
+ * memory this build cannot read, TSNAP_EEXISTS if the name (or a group on
+ * its path) is taken, TSNAP_EIO if writing fails.  A failed write leaves
+ * the writer unable to commit; argument errors do not.
+ */
+TSNAP_API int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor);
+
+/**
+ * Sets a numeric attribute: a 0-d tensor is a scalar, a 1-d or larger one a
+ * small array (at most 64 KiB).  `tensor` NULL or "" sets it on the file's
+ * root, otherwise on that tensor, which must have been put already.  Keys
+ * starting with "tsnap_" and the root keys "created" and "producer" are
+ * reserved; the root key "step" takes an integer scalar (stored as int64)
+ * and "time" a real scalar (stored as float64).  Setting a key again
+ * replaces it.
+ */
+TSNAP_API int tsnap_writer_set_attr(tsnap_writer *w, const char *tensor, const char *key,
+                                    const DLTensor *value);
+
+/** Sets a UTF-8 string attribute; otherwise as tsnap_writer_set_attr. */
+TSNAP_API int tsnap_writer_set_attr_string(tsnap_writer *w, const char *tensor,
+                                           const char *key, const char *value);
+
+/**
+ * Closes the file, fsyncs it (unless durable is 0), renames it to its final
+ * name and fsyncs the directory.  On failure the temporary file is removed
+ * and an existing file under the final name is left untouched.  Either way
+ * the writer is finished: only tsnap_writer_free remains.
+ */
+TSNAP_API int tsnap_writer_commit(tsnap_writer *w);
+
+/** Discards the snapshot: removes the temporary file.  Nothing changes
+ *  under the final name.  The writer is finished. */
+TSNAP_API int tsnap_writer_abort(tsnap_writer *w);
+
+/** Frees the writer; one not committed is aborted first.  Accepts NULL. */
+TSNAP_API void tsnap_writer_free(tsnap_writer *w);
+
+/* ------------------------------------------------------------------ */
+/* Reading a snapshot (or any HDF5 file of numeric datasets)           */
+/* ------------------------------------------------------------------ */
+
+typedef struct tsnap_reader tsnap_reader;
+
+/**
+ * Opens a file for reading.  Any HDF5 file opens; its datasets are the
+ * tensors.  Returns TSNAP_ENOTFOUND if it does not exist, TSNAP_EIO if it
+ * cannot be read, TSNAP_EFORMAT if it is not a readable HDF5 file
+ * (truncated, damaged, foreign) or claims a newer tsnap format.
+ */
+TSNAP_API int tsnap_reader_open(tsnap_reader **out, const char *path);
+
+/** Closes the reader.  Mappings made from it stay valid.  Accepts NULL. */
+TSNAP_API void tsnap_reader_free(tsnap_reader *r);
+
+/** The file's tsnap format version, or 0 for a file tsnap did not write. */
+TSNAP_API int tsnap_reader_format_version(const tsnap_reader *r);
+
+/** The number of datasets in the file, at any depth. */
+TSNAP_API size_t tsnap_reader_count(const tsnap_reader *r);
+
+/**
+ * The full name ("a/b/c", no leading '/') of dataset `index`, in sorted
+ * byte order, or NULL if out of range.  Owned by the reader.
+ */
+TSNAP_API const char *tsnap_reader_name(const tsnap_reader *r, size_t index);
+
+/** Why a tensor cannot be memory-mapped (TSNAP_MAP_OK if it can). */
+typedef enum tsnap_map_status {
+    TSNAP_MAP_OK = 0,
+    TSNAP_MAP_EMPTY = 1,         /**< mappable, no bytes (length 0) */
+    TSNAP_MAP_FILTERED = 2,      /**< compressed or otherwise filtered */
+    TSNAP_MAP_BYTE_ORDER = 3,    /**< stored in non-native byte order */
+    TSNAP_MAP_TYPE = 4,          /**< stored type differs from the in-memory one */
+    TSNAP_MAP_NOT_ALLOCATED = 5, /**< storage not (fully) written */
+    TSNAP_MAP_SCATTERED = 6,     /**< chunks do not lie back to back in order */
+    TSNAP_MAP_LAYOUT = 7,        /**< compact, virtual or external storage */
+    TSNAP_MAP_TRUNCATED = 8      /**< the file is shorter than the data */
+} tsnap_map_status;
+
+/** A description of one tensor, filled by tsnap_reader_describe. */
+typedef struct tsnap_tensor_info {
+    tsnap_dtype dtype;
+    int ndim;
+    int64_t shape[TSNAP_MAX_NDIM];
+    int chunked;                     /**< 1 if the dataset is chunked */
+    int64_t chunk[TSNAP_MAX_NDIM];   /**< chunk shape (in the tensor's own
+                                          dimensions) when chunked */
+    tsnap_codec codec;               /**< the compression filter, if any */
+    int shuffle;                     /**< 1 if the shuffle filter is on */
+    int nfilters;                    /**< HDF5 filters in the pipeline */
+    int filters[8];                  /**< their HDF5 filter ids */
+    uint64_t nbytes;                 /**< logical size: elements x dtype size */
+    uint64_t stored_bytes;           /**< bytes allocated in the file */
+    int big_endian;                  /**< stored big-endian */
+    tsnap_map_status map_status;     /**< TSNAP_MAP_OK/EMPTY when mappable */
+    uint64_t offset;                 /**< when mappable: where the bytes start */
+    uint64_t length;                 /**< when mappable: nbytes */
+    char checksum[40];               /**< "xxh3-64:<16 hex digits>", or "" */
+} tsnap_tensor_info;
+
+/** A short constant description of a map status, e.g. "compressed". */
+TSNAP_API const char *tsnap_map_status_str(tsnap_map_status status);
+
+/**
+ * Describes tensor `name`.  For a mappable tensor the file offset and
+ * length of its C-order bytes are computed from the chunk addresses that
+ * HDF5 reports and checked against the file size, never assumed.
+ * Returns TSNAP_ENOTFOUND if there is no such dataset, TSNAP_ETYPE if its
+ * HDF5 type has no tsnap dtype (the message names the type),
+ * TSNAP_EFORMAT if the file contradicts itself.
+ */
+TSNAP_API int tsnap_reader_describe(tsnap_reader *r, const char *name, tsnap_tensor_info *info);
+
+/**
+ * Reads a hyperslab of tensor `name` into `dst`, a CPU tensor of the
+ * tensor's dtype (any strides).  `start` and `count` have one entry per
+ * dimension of the tensor; `step` may be NULL (all 1) and otherwise holds
+ * positive steps.  `dst->shape` must equal `count`.  Passing NULL for
+ * `start` and `count` reads the whole tensor.  Returns TSNAP_EINVAL for a
+ * selection outside the tensor or a mismatching `dst`.
+ */
+TSNAP_API int tsnap_reader_read(tsnap_reader *r, const char *name, const int64_t *start,
+                                const int64_t *count, const int64_t *step, const DLTensor *dst);
+
+/**
+ * Recomputes the checksum of tensor `name` (NULL: of every tensor that has
+ * one) from the file.  TSNAP_ECHECKSUM names the first tensor that does
+ * not match; a tensor without a recorded checksum passes.
+ */
+TSNAP_API int tsnap_reader_verify(tsnap_reader *r, const char *name);
+
+/** A kind of attribute value. */
+typedef enum tsnap_attr_kind {
+    TSNAP_ATTR_STRING = 1,  /**< `string` holds it */
+    TSNAP_ATTR_NUMERIC = 2, /**< `value` holds it: 0-d for scalars */
+    TSNAP_ATTR_OTHER = 3    /**< a type tsnap does not read; `string`
+                                 describes it */
+} tsnap_attr_kind;
+
+/** One attribute.  All pointers are owned by the reader. */
+typedef struct tsnap_attr {
+    const char *key;
+    tsnap_attr_kind kind;
+    const char *string;
+    DLTensor value;  /**< numeric values, CPU memory */
+} tsnap_attr;
+
+/**
+ * The number of attributes of tensor `name` (NULL or "": of the root),
+ * tsnap's own (`tsnap_*`) included, into *count.
+ */
+TSNAP_API int tsnap_reader_attr_count(tsnap_reader *r, const char *name, size_t *count);
+
+/**
+ * Attribute `index` (in name order) of tensor `name` (NULL or "": the
+ * root).  The pointers in *attr stay valid until the reader is freed.
+ */
+TSNAP_API int tsnap_reader_attr(tsnap_reader *r, const char *name, size_t index,
+                                tsnap_attr *attr);
+
+/** Finds an attribute by key; TSNAP_ENOTFOUND if there is none. */
+TSNAP_API int tsnap_reader_attr_find(tsnap_reader *r, const char *name, const char *key,
+                                     tsnap_attr *attr);
+
+/* ------------------------------------------------------------------ */
+/* Memory mapping                                                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct tsnap_mapping tsnap_mapping;
+
+/**
+ * Maps tensor `name` read-only from the file with no copy.  The mapping
+ * outlives the reader.  Returns TSNAP_ENOTMAPPABLE, with the reason in the
+ * message, when the bytes do not lie flat in the file.
+ */
+TSNAP_API int tsnap_mapping_create(tsnap_mapping **out, tsnap_reader *r, const char *name);
+
+/** The mapped tensor: C-contiguous, CPU, read-only. Owned by the mapping. */
+TSNAP_API const DLTensor *tsnap_mapping_tensor(const tsnap_mapping *m);
+
+/** Unmaps.  Accepts NULL. */
+TSNAP_API void tsnap_mapping_free(tsnap_mapping *m);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TSNAP_H */

@@ -1,0 +1,146 @@
+/*
+ * internal.h - declarations shared by the library's source files.
+ * Nothing here is API: include/tsnap.h is.
+ */
+#ifndef TSNAP_INTERNAL_H
+#define TSNAP_INTERNAL_H
+
+#include <hdf5.h>
+#include <stdarg.h>
+#include <stdbool.h>
+
+#include "tsnap.h"
+
+/* The file format is little-endian and tensors arrive in native order:
+ * the copy paths rely on the two being the same. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "tsnap supports little-endian machines only"
+#endif
+
+/* ---- errors.c ---------------------------------------------------- */
+
+/*
+ * Records the thread's error message and returns `code`.  The message is
+ * "<file>: tensor '<tensor>': <cause>"; file or tensor may be NULL.
+ */
+int tsnap__err(int code, const char *file, const char *tensor, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/*
+ * As tsnap__err, and appends the innermost message of HDF5's error stack
+ * of this thread, then clears that stack.
+ */
+int tsnap__h5err(int code, const char *file, const char *tensor, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Clears the thread's message; turns HDF5's own error printing off for
+ * this thread (HDF5 keeps that setting per thread). */
+void tsnap__begin(void);
+
+/* Checked arguments: return TSNAP_EINVAL with a message, never crash. */
+#define TSNAP_CHECK_ARG(expr)                                                              \
+    do {                                                                                   \
+        if (!(expr))                                                                       \
+            return tsnap__err(TSNAP_EINVAL, NULL, NULL, "invalid argument: %s", #expr);     \
+    } while (0)
+
+/* Closes an HDF5 id if valid; keeps the error state of the caller. */
+void tsnap__h5close(hid_t id);
+
+/* ---- dtype.c ----------------------------------------------------- */
+
+/* A new HDF5 type of a dtype as it is stored (little-endian, h5py's
+ * conventions); for complex32 the float16 element.  Caller closes it. */
+hid_t tsnap__h5type_file(tsnap_dtype dtype);
+
+/*
+ * The dtype of an HDF5 type, and the type to read it into memory with
+ * (native byte order), which the caller closes.  *mappable tells whether
+ * the stored type is exactly the canonical one, so bytes need no change.
+ * Returns TSNAP_ETYPE with a description of the type in `why`.
+ */
+int tsnap__dtype_of_h5(hid_t h5type, tsnap_dtype *dtype, hid_t *memtype, bool *mappable,
+                       bool *big_endian, char *why, size_t whylen);
+
+/* ---- layout.c ---------------------------------------------------- */
+
+/* A tensor checked and simplified for copying. */
+typedef struct tsnap_view {
+    tsnap_dtype dtype;
+    size_t itemsize;
+    int ndim;                       /* logical dims (complex32: without the 2) */
+    int64_t shape[TSNAP_MAX_NDIM];
+    int64_t strides[TSNAP_MAX_NDIM]; /* in elements */
+    char *base;                     /* data + byte_offset */
+    uint64_t nelems;
+    uint64_t nbytes;
+    bool contiguous;                /* C-contiguous: one memcpy */
+} tsnap_view;
+
+/* Checks a DLTensor (shape, strides, dtype, device) into a view.
+ * `file`/`name` are for messages. */
+int tsnap__view_init(tsnap_view *v, const DLTensor *t, const char *file, const char *name);
+
+/* Checks that ndim dims are non-negative and their product times
+ * itemsize fits in int64; stores both counts. */
+int tsnap__shape_size(int ndim, const int64_t *shape, size_t itemsize, uint64_t *nelems,
+                      uint64_t *nbytes);
+
+/* Copies logical elements [first, first+n) of v to dst (contiguous). */
+void tsnap__gather(const tsnap_view *v, uint64_t first, uint64_t n, void *dst);
+
+/* Copies n contiguous elements from src into logical positions
+ * [first, first+n) of v. */
+void tsnap__scatter(const tsnap_view *v, uint64_t first, uint64_t n, const void *src);
+
+/* The chunk shape of the chunk rule, in logical dims. Returns elements per
+ * chunk (at least 1); *split is the axis that is not 1 nor whole. */
+uint64_t tsnap__chunk_shape(int ndim, const int64_t *shape, size_t itemsize, size_t chunk_bytes,
+                            int64_t *chunk);
+
+/* Checks a name ("a/b/c"). */
+int tsnap__check_name(const char *file, const char *name);
+
+/* ---- fileio.c ---------------------------------------------------- */
+
+/* Makes "<dir>/.<base>.<random>.tsnap-tmp" for path; caller frees. */
+int tsnap__temp_path(const char *path, char **out);
+int tsnap__fsync_path(const char *path, bool directory, const char *file);
+int tsnap__fsync_dir_of(const char *path, const char *file);
+
+/* The file's size in bytes. */
+int tsnap__file_size(const char *path, uint64_t *size);
+
+/* ---- attrs.c ----------------------------------------------------- */
+
+int tsnap__attr_write_string(hid_t obj, const char *key, const char *value, const char *file,
+                             const char *tensor);
+int tsnap__attr_write_tensor(hid_t obj, const char *key, const tsnap_view *v, const char *file,
+                             const char *tensor);
+/* Reads a string attribute into a malloc'ed string; *out NULL if absent. */
+int tsnap__attr_read_string(hid_t obj, const char *key, char **out, const char *file,
+                            const char *tensor);
+
+/* All attributes of an object, read once and kept. */
+typedef struct tsnap_attr_set {
+    size_t count;
+    tsnap_attr *attrs;
+    void **blocks; /* owned memory */
+    size_t nblocks;
+} tsnap_attr_set;
+
+int tsnap__attr_set_load(tsnap_attr_set *set, hid_t obj, const char *file, const char *tensor);
+void tsnap__attr_set_clear(tsnap_attr_set *set);
+
+/* ---- checksum ---------------------------------------------------- */
+
+#define TSNAP_CHECKSUM_PREFIX "xxh3-64:"
+
+/* Formats a 64-bit hash as "xxh3-64:%016x" into buf (>= 25 bytes). */
+void tsnap__checksum_format(uint64_t h, char *buf, size_t len);
+
+/* ---- reader internals for mapping.c ------------------------------ */
+
+int tsnap__reader_path(const tsnap_reader *r, const char **path);
+
+#endif

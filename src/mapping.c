@@ -1,0 +1,90 @@
+/*
+ * mapping.c - a tensor's bytes mapped read-only from its file, no copy.
+ *
+ * Only what tsnap_reader_describe has found to lie flat in the file and
+ * within its size is mapped, so touching the mapping cannot fault on a
+ * truncated file (unless the file shrinks later, as with any mmap).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct tsnap_mapping {
+    void *base; /* what mmap returned */
+    size_t len;
+    DLTensor tensor;
+    int64_t shape[TSNAP_MAX_NDIM];
+};
+
+/* DLTensor.data of an empty mapping: valid, never dereferenced. */
+static const char empty_data[16];
+
+int tsnap_mapping_create(tsnap_mapping **out, tsnap_reader *r, const char *name)
+{
+    tsnap_tensor_info info;
+    tsnap_mapping *m;
+    const char *path;
+    int err, fd;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(out != NULL);
+    *out = NULL;
+    TSNAP_CHECK_ARG(r != NULL);
+    if ((err = tsnap_reader_describe(r, name, &info)) < 0)
+        return err;
+    tsnap__reader_path(r, &path);
+    if (info.map_status != TSNAP_MAP_OK && info.map_status != TSNAP_MAP_EMPTY)
+        return tsnap__err(TSNAP_ENOTMAPPABLE, path, name, "cannot map: %s",
+                          tsnap_map_status_str(info.map_status));
+    m = calloc(1, sizeof *m);
+    if (!m)
+        return tsnap__err(TSNAP_ENOMEM, path, name, "out of memory");
+    memcpy(m->shape, info.shape, sizeof m->shape);
+    m->tensor.ndim = info.ndim;
+    m->tensor.shape = m->shape;
+    m->tensor.device.device_type = kDLCPU;
+    tsnap_dtype_to_dlpack(&m->tensor.dtype, info.dtype);
+    m->tensor.data = (void *)empty_data;
+    if (info.length == 0) {
+        *out = m;
+        return 0;
+    }
+
+    long page = sysconf(_SC_PAGESIZE);
+    uint64_t start = info.offset - info.offset % (uint64_t)page;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        err = tsnap__err(errno == ENOENT ? TSNAP_ENOTFOUND : TSNAP_EIO, path, name,
+                         "cannot open for mapping: %s", strerror(errno));
+        free(m);
+        return err;
+    }
+    m->len = (size_t)(info.offset - start + info.length);
+    m->base = mmap(NULL, m->len, PROT_READ, MAP_SHARED, fd, (off_t)start);
+    close(fd);
+    if (m->base == MAP_FAILED) {
+        err = tsnap__err(errno == ENOMEM ? TSNAP_ENOMEM : TSNAP_EIO, path, name,
+                         "mmap failed: %s", strerror(errno));
+        free(m);
+        return err;
+    }
+    m->tensor.data = (char *)m->base + (info.offset - start);
+    *out = m;
+    return 0;
+}
+
+const DLTensor *tsnap_mapping_tensor(const tsnap_mapping *m) { return m ? &m->tensor : NULL; }
+
+void tsnap_mapping_free(tsnap_mapping *m)
+{
+    if (!m)
+        return;
+    if (m->base && m->len)
+        munmap(m->base, m->len);
+    free(m);
+}

@@ -1,0 +1,815 @@
+/*
+ * reader.c - opening any HDF5 file and reading its datasets as tensors.
+ *
+ * A dataset's tsnap dtype comes from its HDF5 type (dtype.c), reconciled
+ * with the `tsnap_dtype` attribute where tsnap wrote one: that attribute
+ * is what turns raw uint8 into float8_e4m3fn and float16 pairs into
+ * complex32, and a contradiction between the two is a damaged file.
+ * Whether a tensor can be mapped is computed from where HDF5 says its
+ * chunks are, never assumed from how tsnap writes them.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#include "internal.h"
+
+/* Bytes read at a time when a read has to go through a buffer. */
+#define BOUNCE_BYTES ((size_t)4 << 20)
+
+struct attr_cache_entry {
+    char *name; /* "" for the root */
+    tsnap_attr_set set;
+};
+
+struct tsnap_reader {
+    char *path;
+    hid_t file;
+    int format_version;
+    char **names;
+    size_t count, cap;
+    struct attr_cache_entry *attrs;
+    size_t nattrs;
+};
+
+/* One open dataset and what it is as a tensor. */
+typedef struct tensor {
+    const char *name;
+    hid_t dset, ftype, memtype, dcpl;
+    tsnap_dtype dtype;
+    size_t itemsize;
+    int ndim;                       /* logical */
+    int rank;                       /* in the file: ndim + 1 for paired complex32 */
+    hsize_t dims[TSNAP_MAX_NDIM + 1]; /* in the file */
+    bool pairs;                     /* complex32 stored as float16 pairs */
+    bool canonical;                 /* stored type is exactly tsnap's */
+    bool big_endian;
+    uint64_t nelems;
+} tensor;
+
+/* ---- open and list ------------------------------------------------ */
+
+static herr_t collect(hid_t obj, const char *name, const H5O_info_t *info, void *data)
+{
+    tsnap_reader *r = data;
+    (void)obj;
+    if (info->type != H5O_TYPE_DATASET)
+        return 0;
+    if (r->count == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 16;
+        char **grown = realloc(r->names, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        r->names = grown;
+        r->cap = cap;
+    }
+    if (!(r->names[r->count] = strdup(name)))
+        return -1;
+    r->count++;
+    return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int read_format_version(tsnap_reader *r)
+{
+    char *format = NULL;
+    int err = tsnap__attr_read_string(r->file, "tsnap_format", &format, r->path, NULL);
+    H5Eclear2(H5E_DEFAULT);
+    if (err < 0 || !format || strcmp(format, "tsnap") != 0) {
+        free(format); /* not ours: a foreign HDF5 file, read as such */
+        return 0;
+    }
+    free(format);
+    tsnap_attr a;
+    r->format_version = 1;
+    if (tsnap_reader_attr_find(r, NULL, "tsnap_version", &a) == 0 &&
+        a.kind == TSNAP_ATTR_NUMERIC && a.value.ndim == 0 && a.value.dtype.code == kDLInt &&
+        a.value.dtype.bits == 64)
+        r->format_version = (int)*(int64_t *)a.value.data;
+    else
+        return tsnap__err(TSNAP_EFORMAT, r->path, NULL,
+                          "tsnap_version is missing or not an int64 scalar");
+    if (r->format_version < 1 || r->format_version > TSNAP_FORMAT_VERSION)
+        return tsnap__err(TSNAP_EFORMAT, r->path, NULL,
+                          "written in tsnap format version %d; this tsnap reads up to %d",
+                          r->format_version, TSNAP_FORMAT_VERSION);
+    return 0;
+}
+
+int tsnap_reader_open(tsnap_reader **out, const char *path)
+{
+    tsnap_reader *r = NULL;
+    hid_t fapl = H5I_INVALID_HID;
+    struct stat st;
+    int err = 0;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(out != NULL);
+    *out = NULL;
+    TSNAP_CHECK_ARG(path != NULL && *path != '\0');
+    if (stat(path, &st) < 0)
+        return tsnap__err(errno == ENOENT || errno == ENOTDIR ? TSNAP_ENOTFOUND : TSNAP_EIO,
+                          path, NULL, "cannot open: %s", strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return tsnap__err(TSNAP_EINVAL, path, NULL, "is a directory, not a file");
+
+    r = calloc(1, sizeof *r);
+    if (!r || !(r->path = strdup(path))) {
+        free(r);
+        return tsnap__err(TSNAP_ENOMEM, path, NULL, "out of memory");
+    }
+    r->file = H5I_INVALID_HID;
+    /* Readers never take HDF5's file lock: they must not be blocked by,
+     * nor block, a writer of some other file of that name. */
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 ||
+        H5Pset_file_locking(fapl, 0, 1) < 0) {
+        err = tsnap__h5err(TSNAP_ENOMEM, path, NULL, "cannot set up file access");
+        goto fail;
+    }
+    r->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    if (r->file < 0) {
+        err = tsnap__h5err(TSNAP_EFORMAT, path, NULL, "not a readable HDF5 file");
+        goto fail;
+    }
+    if (H5Ovisit2(r->file, H5_INDEX_NAME, H5_ITER_INC, collect, r, H5O_INFO_BASIC) < 0) {
+        err = tsnap__h5err(TSNAP_EFORMAT, path, NULL, "cannot list the datasets");
+        goto fail;
+    }
+    qsort(r->names, r->count, sizeof *r->names, cmp_names);
+    if ((err = read_format_version(r)) < 0)
+        goto fail;
+    H5Pclose(fapl);
+    *out = r;
+    return 0;
+fail:
+    tsnap__h5close(fapl);
+    tsnap_reader_free(r);
+    return err;
+}
+
+void tsnap_reader_free(tsnap_reader *r)
+{
+    if (!r)
+        return;
+    if (r->file >= 0) {
+        H5Fclose(r->file);
+        H5Eclear2(H5E_DEFAULT);
+    }
+    for (size_t i = 0; i < r->count; i++)
+        free(r->names[i]);
+    free(r->names);
+    for (size_t i = 0; i < r->nattrs; i++) {
+        free(r->attrs[i].name);
+        tsnap__attr_set_clear(&r->attrs[i].set);
+    }
+    free(r->attrs);
+    free(r->path);
+    free(r);
+}
+
+int tsnap__reader_path(const tsnap_reader *r, const char **path)
+{
+    *path = r->path;
+    return 0;
+}
+
+int tsnap_reader_format_version(const tsnap_reader *r) { return r ? r->format_version : 0; }
+
+size_t tsnap_reader_count(const tsnap_reader *r) { return r ? r->count : 0; }
+
+const char *tsnap_reader_name(const tsnap_reader *r, size_t index)
+{
+    return r && index < r->count ? r->names[index] : NULL;
+}
+
+static bool has_name(const tsnap_reader *r, const char *name)
+{
+    return bsearch(&name, r->names, r->count, sizeof *r->names, cmp_names) != NULL;
+}
+
+/* ---- one tensor --------------------------------------------------- */
+
+static void tensor_close(tensor *t)
+{
+    tsnap__h5close(t->memtype);
+    tsnap__h5close(t->ftype);
+    tsnap__h5close(t->dcpl);
+    tsnap__h5close(t->dset);
+    t->memtype = t->ftype = t->dcpl = t->dset = H5I_INVALID_HID;
+}
+
+/* Applies the `tsnap_dtype` attribute, which names what the bytes are. */
+static int reconcile(tsnap_reader *r, tensor *t)
+{
+    char *said = NULL;
+    tsnap_dtype d;
+    int err = tsnap__attr_read_string(t->dset, "tsnap_dtype", &said, r->path, t->name);
+    if (err < 0 || !said)
+        return err;
+    if (tsnap_dtype_from_name(&d, said) < 0) {
+        err = tsnap__err(TSNAP_ETYPE, r->path, t->name,
+                         "unknown tsnap_dtype '%s' (written by a newer tsnap?)", said);
+    } else if (d == t->dtype) {
+        /* as the HDF5 type says */
+    } else if (d == TSNAP_FLOAT8_E4M3FN && t->dtype == TSNAP_UINT8) {
+        t->dtype = d;
+    } else if (d == TSNAP_COMPLEX32 && t->dtype == TSNAP_FLOAT16 && t->rank >= 1 &&
+               t->dims[t->rank - 1] == 2) {
+        t->dtype = d;
+        t->pairs = true;
+        t->ndim = t->rank - 1;
+    } else {
+        err = tsnap__err(TSNAP_EFORMAT, r->path, t->name,
+                         "tsnap_dtype says %s but the HDF5 type holds %s%s", said,
+                         tsnap_dtype_name(t->dtype),
+                         d == TSNAP_COMPLEX32 ? " without a trailing axis of 2" : "");
+    }
+    free(said);
+    return err;
+}
+
+static int tensor_open(tsnap_reader *r, const char *name, tensor *t)
+{
+    hid_t space = H5I_INVALID_HID;
+    char why[256];
+    int err = 0;
+    bool mappable;
+
+    memset(t, 0, sizeof *t);
+    t->name = name;
+    t->dset = t->ftype = t->memtype = t->dcpl = H5I_INVALID_HID;
+    if (!name || !has_name(r, name))
+        return tsnap__err(TSNAP_ENOTFOUND, r->path, name, "no such tensor");
+    if ((t->dset = H5Dopen2(r->file, name, H5P_DEFAULT)) < 0 ||
+        (t->ftype = H5Dget_type(t->dset)) < 0 || (t->dcpl = H5Dget_create_plist(t->dset)) < 0 ||
+        (space = H5Dget_space(t->dset)) < 0) {
+        err = tsnap__h5err(TSNAP_EFORMAT, r->path, name, "cannot open the dataset");
+        goto done;
+    }
+    if (H5Sget_simple_extent_type(space) == H5S_NULL) {
+        err = tsnap__err(TSNAP_ETYPE, r->path, name, "dataset has a null dataspace (no shape)");
+        goto done;
+    }
+    t->rank = H5Sget_simple_extent_ndims(space);
+    if (t->rank < 0 || t->rank > TSNAP_MAX_NDIM ||
+        H5Sget_simple_extent_dims(space, t->dims, NULL) < 0) {
+        err = tsnap__h5err(TSNAP_EFORMAT, r->path, name, "bad dataspace");
+        goto done;
+    }
+    t->ndim = t->rank;
+    if (tsnap__dtype_of_h5(t->ftype, &t->dtype, &t->memtype, &mappable, &t->big_endian, why,
+                           sizeof why) < 0) {
+        err = tsnap__err(TSNAP_ETYPE, r->path, name, "%s", why);
+        goto done;
+    }
+    t->canonical = mappable;
+    if ((err = reconcile(r, t)) < 0)
+        goto done;
+    t->itemsize = tsnap_dtype_size(t->dtype);
+    {
+        int64_t shape[TSNAP_MAX_NDIM];
+        for (int i = 0; i < t->ndim; i++) {
+            if (t->dims[i] > (hsize_t)INT64_MAX) {
+                err = tsnap__err(TSNAP_EFORMAT, r->path, name, "dimension %d is too large", i);
+                goto done;
+            }
+            shape[i] = (int64_t)t->dims[i];
+        }
+        uint64_t nbytes;
+        if ((err = tsnap__shape_size(t->ndim, shape, t->itemsize, &t->nelems, &nbytes)) < 0) {
+            char cause[256];
+            snprintf(cause, sizeof cause, "%s", tsnap_errmsg());
+            err = tsnap__err(TSNAP_EFORMAT, r->path, name, "%s", cause);
+            goto done;
+        }
+    }
+done:
+    tsnap__h5close(space);
+    if (err < 0)
+        tensor_close(t);
+    H5Eclear2(H5E_DEFAULT);
+    return err;
+}
+
+/* ---- where the bytes are ------------------------------------------ */
+
+/* HDF5 before 1.14.4 reports chunk addresses without the userblock
+ * (HDFGroup/hdf5#3003), while H5Dget_offset includes it. */
+static hsize_t chunk_address_bias(tsnap_reader *r)
+{
+    unsigned maj = 0, min = 0, rel = 0;
+    hsize_t ub = 0;
+    hid_t fcpl;
+    H5get_libversion(&maj, &min, &rel);
+    if (maj > 1 || (maj == 1 && (min > 14 || (min == 14 && rel >= 4))))
+        return 0;
+    fcpl = H5Fget_create_plist(r->file);
+    if (fcpl >= 0) {
+        H5Pget_userblock(fcpl, &ub);
+        H5Pclose(fcpl);
+    }
+    return ub;
+}
+
+/* Finds the bytes of an unfiltered chunked tensor: every chunk must be
+ * allocated, of full size, and lie right after the one before it in
+ * C order of the data. */
+static tsnap_map_status locate_chunks(tsnap_reader *r, tensor *t, uint64_t *offset)
+{
+    hsize_t chunk[TSNAP_MAX_NDIM + 1], coord[TSNAP_MAX_NDIM + 1] = {0};
+    hsize_t nchunks = 0, expect = 1, chunk_bytes, first = 0;
+    hid_t space = H5I_INVALID_HID;
+    tsnap_map_status st = TSNAP_MAP_OK;
+    int rank = t->rank, split = rank - 1;
+    size_t elem = H5Tget_size(t->ftype);
+
+    if (H5Pget_chunk(t->dcpl, rank, chunk) != rank)
+        return TSNAP_MAP_LAYOUT;
+    /* Chunks in index order are in data order only for chunk shapes
+     * (1, ..., 1, k, whole, ..., whole). */
+    while (split > 0 && chunk[split] == t->dims[split])
+        split--;
+    for (int i = 0; i < split; i++)
+        if (chunk[i] != 1)
+            return TSNAP_MAP_SCATTERED;
+    uint64_t outer = 1;
+    for (int i = 0; i < split; i++)
+        outer *= t->dims[i];
+    /* A partial chunk on the split axis is padded in the file: only the
+     * very last chunk may be partial. */
+    if (outer > 1 && t->dims[split] % chunk[split] != 0)
+        return TSNAP_MAP_SCATTERED;
+    hsize_t nsplit = (t->dims[split] + chunk[split] - 1) / chunk[split];
+    expect = outer * nsplit;
+    chunk_bytes = elem;
+    for (int i = 0; i < rank; i++)
+        chunk_bytes *= chunk[i];
+
+    space = H5Dget_space(t->dset);
+    if (space < 0 || H5Dget_num_chunks(t->dset, space, &nchunks) < 0) {
+        st = TSNAP_MAP_NOT_ALLOCATED;
+        goto done;
+    }
+    if (nchunks != expect) {
+        st = TSNAP_MAP_NOT_ALLOCATED;
+        goto done;
+    }
+    for (hsize_t i = 0; i < expect; i++) {
+        unsigned mask = 0;
+        haddr_t addr = HADDR_UNDEF;
+        hsize_t size = 0, rest = i / nsplit;
+        coord[split] = (i % nsplit) * chunk[split];
+        for (int a = split - 1; a >= 0; a--) {
+            coord[a] = rest % t->dims[a];
+            rest /= t->dims[a];
+        }
+        if (H5Dget_chunk_info_by_coord(t->dset, coord, &mask, &addr, &size) < 0 ||
+            addr == HADDR_UNDEF) {
+            st = TSNAP_MAP_NOT_ALLOCATED;
+            goto done;
+        }
+        if (i == 0)
+            first = addr;
+        if (size != chunk_bytes || addr != first + i * chunk_bytes) {
+            st = TSNAP_MAP_SCATTERED;
+            goto done;
+        }
+    }
+    *offset = first + chunk_address_bias(r);
+done:
+    tsnap__h5close(space);
+    H5Eclear2(H5E_DEFAULT);
+    return st;
+}
+
+static tsnap_map_status locate(tsnap_reader *r, tensor *t, uint64_t *offset)
+{
+    H5D_layout_t layout = H5Pget_layout(t->dcpl);
+    uint64_t size;
+    tsnap_map_status st;
+
+    *offset = 0;
+    if (t->nelems == 0)
+        return TSNAP_MAP_EMPTY;
+    if (H5Pget_nfilters(t->dcpl) > 0)
+        return TSNAP_MAP_FILTERED;
+    if (t->big_endian)
+        return TSNAP_MAP_BYTE_ORDER;
+    if (!t->canonical)
+        return TSNAP_MAP_TYPE;
+    if (layout == H5D_CONTIGUOUS) {
+        if (H5Pget_external_count(t->dcpl) > 0)
+            return TSNAP_MAP_LAYOUT;
+        haddr_t addr = H5Dget_offset(t->dset);
+        H5Eclear2(H5E_DEFAULT);
+        if (addr == HADDR_UNDEF)
+            return TSNAP_MAP_NOT_ALLOCATED;
+        *offset = addr;
+    } else if (layout == H5D_CHUNKED) {
+        if ((st = locate_chunks(r, t, offset)) != TSNAP_MAP_OK)
+            return st;
+    } else {
+        return TSNAP_MAP_LAYOUT;
+    }
+    if (tsnap__file_size(r->path, &size) < 0 || size < *offset ||
+        size - *offset < t->nelems * t->itemsize)
+        return TSNAP_MAP_TRUNCATED;
+    return TSNAP_MAP_OK;
+}
+
+const char *tsnap_map_status_str(tsnap_map_status status)
+{
+    switch (status) {
+    case TSNAP_MAP_OK: return "mappable";
+    case TSNAP_MAP_EMPTY: return "mappable (empty)";
+    case TSNAP_MAP_FILTERED: return "compressed or filtered";
+    case TSNAP_MAP_BYTE_ORDER: return "stored in non-native byte order";
+    case TSNAP_MAP_TYPE: return "stored type differs from the in-memory type";
+    case TSNAP_MAP_NOT_ALLOCATED: return "storage not (fully) allocated";
+    case TSNAP_MAP_SCATTERED: return "chunks do not lie back to back in C order";
+    case TSNAP_MAP_LAYOUT: return "compact, virtual or external storage";
+    case TSNAP_MAP_TRUNCATED: return "the file is shorter than the data";
+    default: return "unknown";
+    }
+}
+
+static tsnap_codec codec_of(int filter)
+{
+    switch (filter) {
+    case H5Z_FILTER_DEFLATE: return TSNAP_CODEC_DEFLATE;
+    case 32015: return TSNAP_CODEC_ZSTD;
+    case 32004: return TSNAP_CODEC_LZ4;
+    case H5Z_FILTER_SHUFFLE:
+    case H5Z_FILTER_FLETCHER32: return TSNAP_CODEC_NONE;
+    default: return TSNAP_CODEC_OTHER;
+    }
+}
+
+int tsnap_reader_describe(tsnap_reader *r, const char *name, tsnap_tensor_info *info)
+{
+    tensor t;
+    int err;
+    char *sum = NULL;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(r != NULL);
+    TSNAP_CHECK_ARG(info != NULL);
+    memset(info, 0, sizeof *info);
+    if ((err = tensor_open(r, name, &t)) < 0)
+        return err;
+    info->dtype = t.dtype;
+    info->ndim = t.ndim;
+    for (int i = 0; i < t.ndim; i++)
+        info->shape[i] = (int64_t)t.dims[i];
+    if (H5Pget_layout(t.dcpl) == H5D_CHUNKED) {
+        hsize_t chunk[TSNAP_MAX_NDIM + 1];
+        info->chunked = 1;
+        if (H5Pget_chunk(t.dcpl, t.rank, chunk) == t.rank)
+            for (int i = 0; i < t.ndim; i++)
+                info->chunk[i] = (int64_t)chunk[i];
+    }
+    int nf = H5Pget_nfilters(t.dcpl);
+    for (int i = 0; i < nf && i < 8; i++) {
+        unsigned flags, conf;
+        size_t ncd = 0;
+        H5Z_filter_t id = H5Pget_filter2(t.dcpl, (unsigned)i, &flags, &ncd, NULL, 0, NULL, &conf);
+        info->filters[info->nfilters++] = (int)id;
+        if (id == H5Z_FILTER_SHUFFLE)
+            info->shuffle = 1;
+        if (info->codec == TSNAP_CODEC_NONE)
+            info->codec = codec_of((int)id);
+    }
+    info->nbytes = t.nelems * t.itemsize;
+    info->stored_bytes = H5Dget_storage_size(t.dset);
+    info->big_endian = t.big_endian;
+    info->map_status = locate(r, &t, &info->offset);
+    if (info->map_status == TSNAP_MAP_OK || info->map_status == TSNAP_MAP_EMPTY)
+        info->length = info->nbytes;
+    else
+        info->offset = 0;
+    if (tsnap__attr_read_string(t.dset, "tsnap_checksum", &sum, r->path, name) == 0 && sum &&
+        strlen(sum) < sizeof info->checksum)
+        snprintf(info->checksum, sizeof info->checksum, "%s", sum);
+    free(sum);
+    tsnap__begin(); /* a missing or odd checksum attribute is not an error here */
+    tensor_close(&t);
+    H5Eclear2(H5E_DEFAULT);
+    return 0;
+}
+
+/* ---- reading ------------------------------------------------------ */
+
+/* A hyperslab of a tensor, in logical dims. */
+typedef struct selection {
+    hsize_t start[TSNAP_MAX_NDIM + 1], count[TSNAP_MAX_NDIM + 1], step[TSNAP_MAX_NDIM + 1];
+    uint64_t nelems;
+} selection;
+
+static int make_selection(tsnap_reader *r, const tensor *t, const int64_t *start,
+                          const int64_t *count, const int64_t *step, selection *s)
+{
+    memset(s, 0, sizeof *s);
+    s->nelems = 1;
+    if ((start == NULL) != (count == NULL))
+        return tsnap__err(TSNAP_EINVAL, r->path, t->name,
+                          "start and count must both be given or both be NULL");
+    for (int i = 0; i < t->ndim; i++) {
+        int64_t st = start ? start[i] : 0, n = count ? count[i] : (int64_t)t->dims[i],
+                sp = step ? step[i] : 1;
+        if (st < 0 || n < 0 || sp < 1)
+            return tsnap__err(TSNAP_EINVAL, r->path, t->name,
+                              "selection on axis %d: start %lld, count %lld, step %lld must be "
+                              "non-negative and step positive",
+                              i, (long long)st, (long long)n, (long long)sp);
+        if (n > 0 && ((uint64_t)st >= t->dims[i] ||
+                      (uint64_t)(n - 1) > (t->dims[i] - 1 - (uint64_t)st) / (uint64_t)sp))
+            return tsnap__err(TSNAP_EINVAL, r->path, t->name,
+                              "selection on axis %d (start %lld, count %lld, step %lld) is "
+                              "outside the dimension of %llu",
+                              i, (long long)st, (long long)n, (long long)sp,
+                              (unsigned long long)t->dims[i]);
+        s->start[i] = (hsize_t)st;
+        s->count[i] = (hsize_t)n;
+        s->step[i] = (hsize_t)sp;
+        s->nelems *= (uint64_t)n;
+    }
+    if (t->pairs) {
+        s->start[t->ndim] = 0;
+        s->count[t->ndim] = 2;
+        s->step[t->ndim] = 1;
+    }
+    return 0;
+}
+
+/* Reads a selection into contiguous C-order memory. */
+static int read_contiguous(tsnap_reader *r, const tensor *t, const selection *s, void *dst)
+{
+    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
+    hsize_t n = (hsize_t)s->nelems * (t->pairs ? 2 : 1);
+    int err = 0;
+
+    if (s->nelems == 0)
+        return 0;
+    if (t->rank == 0) {
+        if (H5Dread(t->dset, t->memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
+            err = tsnap__h5err(TSNAP_EIO, r->path, t->name, "reading failed");
+        return err;
+    }
+    if ((fspace = H5Dget_space(t->dset)) < 0 ||
+        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, s->start, s->step, s->count, NULL) < 0 ||
+        (mspace = H5Screate_simple(1, &n, NULL)) < 0 ||
+        H5Dread(t->dset, t->memtype, mspace, fspace, H5P_DEFAULT, dst) < 0)
+        err = tsnap__h5err(TSNAP_EIO, r->path, t->name, "reading failed");
+    tsnap__h5close(mspace);
+    tsnap__h5close(fspace);
+    return err;
+}
+
+/* Reads a selection in blocks of whole rows of its first axis, handing
+ * each block's C-order elements to `use`. */
+typedef int (*block_fn)(void *ctx, const void *data, uint64_t first, uint64_t n);
+
+static int read_blocks(tsnap_reader *r, const tensor *t, const selection *s, block_fn use,
+                       void *ctx)
+{
+    uint64_t row = s->nelems, rows = 1, per;
+    void *buf;
+    int err = 0;
+
+    if (s->nelems == 0)
+        return 0;
+    if (t->ndim > 0) {
+        rows = s->count[0];
+        row = s->nelems / rows;
+    }
+    per = BOUNCE_BYTES / (row * t->itemsize);
+    if (per < 1)
+        per = 1;
+    if (per > rows)
+        per = rows;
+    buf = malloc((size_t)(per * row * t->itemsize));
+    if (!buf)
+        return tsnap__err(TSNAP_ENOMEM, r->path, t->name, "out of memory");
+    for (uint64_t r0 = 0; r0 < rows && !err; r0 += per) {
+        selection b = *s;
+        uint64_t n = rows - r0 < per ? rows - r0 : per;
+        if (t->ndim > 0) {
+            b.start[0] = s->start[0] + r0 * s->step[0];
+            b.count[0] = n;
+        }
+        b.nelems = n * row;
+        if ((err = read_contiguous(r, t, &b, buf)) == 0)
+            err = use(ctx, buf, r0 * row, b.nelems);
+    }
+    free(buf);
+    return err;
+}
+
+static int scatter_block(void *ctx, const void *data, uint64_t first, uint64_t n)
+{
+    tsnap__scatter(ctx, first, n, data);
+    return 0;
+}
+
+int tsnap_reader_read(tsnap_reader *r, const char *name, const int64_t *start,
+                      const int64_t *count, const int64_t *step, const DLTensor *dst)
+{
+    tensor t;
+    selection s;
+    tsnap_view v;
+    int err;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(r != NULL);
+    if ((err = tensor_open(r, name, &t)) < 0)
+        return err;
+    if ((err = make_selection(r, &t, start, count, step, &s)) < 0 ||
+        (err = tsnap__view_init(&v, dst, r->path, name)) < 0)
+        goto done;
+    if (v.dtype != t.dtype) {
+        err = tsnap__err(TSNAP_EINVAL, r->path, name,
+                         "destination has dtype %s; the tensor is %s", tsnap_dtype_name(v.dtype),
+                         tsnap_dtype_name(t.dtype));
+        goto done;
+    }
+    bool same = v.ndim == t.ndim;
+    for (int i = 0; same && i < t.ndim; i++)
+        same = (uint64_t)v.shape[i] == s.count[i];
+    if (!same) {
+        err = tsnap__err(TSNAP_EINVAL, r->path, name,
+                         "destination shape does not match the selection");
+        goto done;
+    }
+    if (v.contiguous)
+        err = read_contiguous(r, &t, &s, v.base);
+    else
+        err = read_blocks(r, &t, &s, scatter_block, &v);
+done:
+    tensor_close(&t);
+    return err;
+}
+
+/* ---- verification ------------------------------------------------- */
+
+static int hash_block(void *ctx, const void *data, uint64_t first, uint64_t n)
+{
+    const tensor *t = ((void **)ctx)[1];
+    (void)first;
+    XXH3_64bits_update(((void **)ctx)[0], data, (size_t)(n * t->itemsize));
+    return 0;
+}
+
+static int verify_one(tsnap_reader *r, const char *name)
+{
+    tensor t;
+    selection s;
+    char *recorded = NULL, computed[40];
+    XXH3_state_t *hash = NULL;
+    int err;
+
+    if ((err = tensor_open(r, name, &t)) < 0)
+        return err;
+    if ((err = tsnap__attr_read_string(t.dset, "tsnap_checksum", &recorded, r->path, name)) < 0 ||
+        !recorded)
+        goto done;
+    if (strncmp(recorded, TSNAP_CHECKSUM_PREFIX, strlen(TSNAP_CHECKSUM_PREFIX)) != 0) {
+        err = tsnap__err(TSNAP_EFORMAT, r->path, name, "unknown checksum algorithm in '%s'",
+                         recorded);
+        goto done;
+    }
+    if (!(hash = XXH3_createState()) || XXH3_64bits_reset(hash) == XXH_ERROR) {
+        err = tsnap__err(TSNAP_ENOMEM, r->path, name, "out of memory");
+        goto done;
+    }
+    if ((err = make_selection(r, &t, NULL, NULL, NULL, &s)) < 0)
+        goto done;
+    void *ctx[2] = {hash, &t};
+    if ((err = read_blocks(r, &t, &s, hash_block, ctx)) < 0) {
+        char cause[512];
+        snprintf(cause, sizeof cause, "%s", tsnap_errmsg());
+        err = tsnap__err(TSNAP_ECHECKSUM, NULL, NULL, "%s (the data cannot be decoded)", cause);
+        goto done;
+    }
+    tsnap__checksum_format(XXH3_64bits_digest(hash), computed, sizeof computed);
+    if (strcmp(computed, recorded) != 0)
+        err = tsnap__err(TSNAP_ECHECKSUM, r->path, name,
+                         "checksum mismatch: recorded %s, data gives %s", recorded, computed);
+done:
+    XXH3_freeState(hash);
+    free(recorded);
+    tensor_close(&t);
+    return err;
+}
+
+int tsnap_reader_verify(tsnap_reader *r, const char *name)
+{
+    int err = 0;
+    tsnap__begin();
+    TSNAP_CHECK_ARG(r != NULL);
+    if (name)
+        return verify_one(r, name);
+    for (size_t i = 0; i < r->count && !err; i++) {
+        err = verify_one(r, r->names[i]);
+        if (err == TSNAP_ETYPE) /* a foreign dataset with no checksum */
+            err = 0, tsnap__begin();
+    }
+    return err;
+}
+
+/* ---- attributes --------------------------------------------------- */
+
+static int attr_set(tsnap_reader *r, const char *name, tsnap_attr_set **out)
+{
+    const char *key = name ? name : "";
+    struct attr_cache_entry *grown, *e;
+    hid_t obj;
+    int err;
+
+    for (size_t i = 0; i < r->nattrs; i++) {
+        if (strcmp(r->attrs[i].name, key) == 0) {
+            *out = &r->attrs[i].set;
+            return 0;
+        }
+    }
+    if (*key && !has_name(r, key))
+        return tsnap__err(TSNAP_ENOTFOUND, r->path, key, "no such tensor");
+    grown = realloc(r->attrs, (r->nattrs + 1) * sizeof *grown);
+    if (!grown)
+        return tsnap__err(TSNAP_ENOMEM, r->path, key, "out of memory");
+    r->attrs = grown;
+    e = &r->attrs[r->nattrs];
+    if (!(e->name = strdup(key)))
+        return tsnap__err(TSNAP_ENOMEM, r->path, key, "out of memory");
+    obj = *key ? H5Oopen(r->file, key, H5P_DEFAULT) : r->file;
+    if (obj < 0) {
+        free(e->name);
+        return tsnap__h5err(TSNAP_EFORMAT, r->path, key, "cannot open");
+    }
+    err = tsnap__attr_set_load(&e->set, obj, r->path, *key ? key : NULL);
+    if (obj != r->file)
+        H5Oclose(obj);
+    if (err < 0) {
+        free(e->name);
+        return err;
+    }
+    r->nattrs++;
+    *out = &e->set;
+    return 0;
+}
+
+int tsnap_reader_attr_count(tsnap_reader *r, const char *name, size_t *count)
+{
+    tsnap_attr_set *set;
+    int err;
+    tsnap__begin();
+    TSNAP_CHECK_ARG(r != NULL);
+    TSNAP_CHECK_ARG(count != NULL);
+    *count = 0;
+    if ((err = attr_set(r, name, &set)) < 0)
+        return err;
+    *count = set->count;
+    return 0;
+}
+
+int tsnap_reader_attr(tsnap_reader *r, const char *name, size_t index, tsnap_attr *attr)
+{
+    tsnap_attr_set *set;
+    int err;
+    tsnap__begin();
+    TSNAP_CHECK_ARG(r != NULL);
+    TSNAP_CHECK_ARG(attr != NULL);
+    if ((err = attr_set(r, name, &set)) < 0)
+        return err;
+    if (index >= set->count)
+        return tsnap__err(TSNAP_EINVAL, r->path, name, "attribute index %zu out of range (%zu)",
+                          index, set->count);
+    *attr = set->attrs[index];
+    return 0;
+}
+
+int tsnap_reader_attr_find(tsnap_reader *r, const char *name, const char *key, tsnap_attr *attr)
+{
+    tsnap_attr_set *set;
+    int err;
+    tsnap__begin();
+    TSNAP_CHECK_ARG(r != NULL);
+    TSNAP_CHECK_ARG(key != NULL);
+    TSNAP_CHECK_ARG(attr != NULL);
+    if ((err = attr_set(r, name, &set)) < 0)
+        return err;
+    for (size_t i = 0; i < set->count; i++) {
+        if (strcmp(set->attrs[i].key, key) == 0) {
+            *attr = set->attrs[i];
+            return 0;
+        }
+    }
+    return tsnap__err(TSNAP_ENOTFOUND, r->path, name, "no attribute '%s'", key);
+}

@@ -1,0 +1,697 @@
+/*
+ * writer.c - one snapshot file: create under a temporary name, put
+ * tensors chunk by chunk, commit by rename.
+ *
+ * The data path of a put: the caller's strided memory is gathered one
+ * chunk at a time into C order (or used in place when it already is),
+ * hashed on the way, and written as exactly one chunk of the dataset.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "internal.h"
+
+#define CHUNK_BYTES_MAX ((size_t)2 << 30)
+
+enum writer_state { W_OPEN, W_FAILED, W_DONE };
+
+struct tsnap_writer {
+    char *path; /* final name */
+    char *tmp;  /* where the data goes until commit */
+    hid_t file;
+    tsnap_write_options opts;
+    char *producer;
+    enum writer_state state;
+    void *buf; /* one chunk of packed elements */
+    size_t bufcap;
+};
+
+int tsnap_write_options_init(tsnap_write_options *opts, unsigned int version)
+{
+    static const tsnap_write_options defaults = TSNAP_WRITE_OPTIONS_INIT;
+    tsnap__begin();
+    TSNAP_CHECK_ARG(opts != NULL);
+    if (version != TSNAP_WRITE_OPTIONS_VERSION)
+        return tsnap__err(TSNAP_EINVAL, NULL, NULL, "unknown write options version %u", version);
+    *opts = defaults;
+    return 0;
+}
+
+static int check_options(const tsnap_write_options *o, const char *path)
+{
+    if (o->version != TSNAP_WRITE_OPTIONS_VERSION)
+        return tsnap__err(TSNAP_EINVAL, path, NULL, "unknown write options version %u",
+                          o->version);
+    if (o->codec == TSNAP_CODEC_ZSTD || o->codec == TSNAP_CODEC_LZ4)
+        return tsnap__err(TSNAP_EINVAL, path, NULL,
+                          "codec %s is not available in this version of tsnap (use deflate)",
+                          o->codec == TSNAP_CODEC_ZSTD ? "zstd" : "lz4");
+    if (o->codec != TSNAP_CODEC_NONE && o->codec != TSNAP_CODEC_DEFLATE)
+        return tsnap__err(TSNAP_EINVAL, path, NULL, "unknown codec %d", (int)o->codec);
+    if (o->codec == TSNAP_CODEC_DEFLATE && (o->level < 0 || o->level > 9))
+        return tsnap__err(TSNAP_EINVAL, path, NULL, "deflate level %d is outside 0..9",
+                          o->level);
+    if (o->shuffle < -1 || o->shuffle > 1)
+        return tsnap__err(TSNAP_EINVAL, path, NULL, "shuffle must be -1, 0 or 1");
+    if (o->chunk_bytes > CHUNK_BYTES_MAX)
+        return tsnap__err(TSNAP_EINVAL, path, NULL, "chunk_bytes %zu is over 2 GiB",
+                          o->chunk_bytes);
+    return 0;
+}
+
+/* ISO-8601 UTC with microseconds. */
+static void now_iso8601(char *buf, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000);
+}
+
+static int write_root_attrs(tsnap_writer *w)
+{
+    char created[64];
+    int64_t version = TSNAP_FORMAT_VERSION;
+    int64_t shape0 = 0;
+    DLTensor t = {&version, {kDLCPU, 0}, 0, {kDLInt, 64, 1}, &shape0, NULL, 0};
+    tsnap_view v;
+    int err;
+
+    now_iso8601(created, sizeof created);
+    if ((err = tsnap__attr_write_string(w->file, "tsnap_format", "tsnap", w->path, NULL)) < 0 ||
+        (err = tsnap__view_init(&v, &t, w->path, NULL)) < 0 ||
+        (err = tsnap__attr_write_tensor(w->file, "tsnap_version", &v, w->path, NULL)) < 0 ||
+        (err = tsnap__attr_write_string(w->file, "created", created, w->path, NULL)) < 0 ||
+        (err = tsnap__attr_write_string(w->file, "producer", w->producer, w->path, NULL)) < 0)
+        return err;
+    return 0;
+}
+
+static int check_target(const char *path, const tsnap_write_options *o)
+{
+    const char *slash = strrchr(path, '/');
+    struct stat st;
+
+    if (slash && slash[1] == '\0')
+        return tsnap__err(TSNAP_EINVAL, path, NULL, "path names a directory, not a file");
+    if (slash && slash != path) {
+        char *dir = strndup(path, (size_t)(slash - path));
+        int rc;
+        if (!dir)
+            return tsnap__err(TSNAP_ENOMEM, path, NULL, "out of memory");
+        rc = stat(dir, &st);
+        free(dir);
+        if (rc < 0 || !S_ISDIR(st.st_mode))
+            return tsnap__err(TSNAP_ENOTFOUND, path, NULL, "the directory does not exist");
+    }
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return tsnap__err(TSNAP_EEXISTS, path, NULL, "a directory of that name exists");
+        if (!o->overwrite)
+            return tsnap__err(TSNAP_EEXISTS, path, NULL,
+                              "the file exists and overwrite is off");
+    }
+    return 0;
+}
+
+int tsnap_writer_create(tsnap_writer **out, const char *path, const tsnap_write_options *opts)
+{
+    static const tsnap_write_options defaults = TSNAP_WRITE_OPTIONS_INIT;
+    tsnap_writer *w = NULL;
+    hid_t fapl = H5I_INVALID_HID;
+    int err;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(out != NULL);
+    *out = NULL;
+    TSNAP_CHECK_ARG(path != NULL && *path != '\0');
+    if (!opts)
+        opts = &defaults;
+    if ((err = check_options(opts, path)) < 0 || (err = check_target(path, opts)) < 0)
+        return err;
+
+    w = calloc(1, sizeof *w);
+    if (!w)
+        return tsnap__err(TSNAP_ENOMEM, path, NULL, "out of memory");
+    w->file = H5I_INVALID_HID;
+    w->state = W_DONE; /* nothing to abort until the file exists */
+    w->opts = *opts;
+    if (!w->opts.chunk_bytes)
+        w->opts.chunk_bytes = TSNAP_DEFAULT_CHUNK_BYTES;
+    if (w->opts.codec == TSNAP_CODEC_DEFLATE && w->opts.level == 0)
+        w->opts.level = 1;
+    w->path = strdup(path);
+    w->producer = strdup(opts->producer ? opts->producer : "tsnap " TSNAP_VERSION_STRING);
+    w->opts.producer = w->producer;
+    if (!w->path || !w->producer) {
+        err = tsnap__err(TSNAP_ENOMEM, path, NULL, "out of memory");
+        goto fail;
+    }
+    if ((err = tsnap__temp_path(path, &w->tmp)) < 0)
+        goto fail;
+
+    /* v110 bounds: the Fixed Array chunk index, which lays an
+     * early-allocated dataset's chunks back to back. */
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 ||
+        H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+        err = tsnap__h5err(TSNAP_ENOMEM, path, NULL, "cannot set up file access");
+        goto fail;
+    }
+    w->file = H5Fcreate(w->tmp, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    if (w->file < 0) {
+        err = tsnap__h5err(TSNAP_EIO, path, NULL, "cannot create the temporary file");
+        goto fail;
+    }
+    w->state = W_OPEN;
+    if ((err = write_root_attrs(w)) < 0)
+        goto fail;
+    H5Pclose(fapl);
+    *out = w;
+    return 0;
+
+fail:
+    tsnap__h5close(fapl);
+    tsnap_writer_free(w);
+    return err;
+}
+
+static int check_open(tsnap_writer *w, const char *name)
+{
+    if (w->state == W_DONE)
+        return tsnap__err(TSNAP_ESTATE, w->path, name,
+                          "the snapshot is already committed or aborted");
+    if (w->state == W_FAILED)
+        return tsnap__err(TSNAP_ESTATE, w->path, name,
+                          "an earlier write failed; the snapshot can only be aborted");
+    return 0;
+}
+
+/* Refuses a name that is taken, or whose path crosses a tensor. */
+static int check_free_name(tsnap_writer *w, const char *name)
+{
+    char prefix[1025];
+    size_t len = strlen(name);
+    for (size_t i = 0; i <= len; i++) {
+        if (name[i] != '/' && name[i] != '\0')
+            continue;
+        memcpy(prefix, name, i);
+        prefix[i] = '\0';
+        htri_t exists = H5Lexists(w->file, prefix, H5P_DEFAULT);
+        if (exists < 0)
+            return tsnap__h5err(TSNAP_EIO, w->path, name, "cannot look up '%s'", prefix);
+        if (!exists)
+            return 0;
+        if (name[i] == '\0')
+            return tsnap__err(TSNAP_EEXISTS, w->path, name, "a tensor or group of that name exists");
+        H5O_info_t info;
+        if (H5Oget_info_by_name2(w->file, prefix, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
+            return tsnap__h5err(TSNAP_EIO, w->path, name, "cannot look up '%s'", prefix);
+        if (info.type != H5O_TYPE_GROUP)
+            return tsnap__err(TSNAP_EEXISTS, w->path, name, "'%s' is a tensor, not a group",
+                              prefix);
+    }
+    return 0;
+}
+
+/* The dataset creation properties: layout, chunking, filters. */
+static hid_t make_dcpl(const tsnap_writer *w, const tsnap_view *v, int rank, const hsize_t *dims,
+                       uint64_t *chunk_elems, int64_t *chunk)
+{
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    bool filtered = w->opts.codec != TSNAP_CODEC_NONE;
+    hsize_t cdims[TSNAP_MAX_NDIM + 1];
+
+    *chunk_elems = 0;
+    if (dcpl < 0 || H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0)
+        goto fail;
+    if (v->ndim == 0 || v->nelems == 0) { /* HDF5 cannot chunk these */
+        if (H5Pset_layout(dcpl, H5D_CONTIGUOUS) < 0 ||
+            H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) < 0)
+            goto fail;
+        return dcpl;
+    }
+    *chunk_elems = tsnap__chunk_shape(v->ndim, v->shape, v->itemsize, w->opts.chunk_bytes, chunk);
+    for (int i = 0; i < v->ndim; i++)
+        cdims[i] = (hsize_t)chunk[i];
+    if (rank > v->ndim) /* complex32's pair axis */
+        cdims[rank - 1] = dims[rank - 1];
+    if (H5Pset_chunk(dcpl, rank, cdims) < 0)
+        goto fail;
+    if (!filtered) {
+        if (H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) < 0)
+            goto fail;
+        return dcpl;
+    }
+    bool shuffle = w->opts.shuffle == 1 || (w->opts.shuffle == -1 && v->itemsize > 1);
+    if (shuffle && H5Pset_shuffle(dcpl) < 0)
+        goto fail;
+    if (H5Pset_deflate(dcpl, (unsigned)w->opts.level) < 0)
+        goto fail;
+    return dcpl;
+fail:
+    tsnap__h5close(dcpl);
+    return H5I_INVALID_HID;
+}
+
+static int grow_buf(tsnap_writer *w, size_t bytes, const char *name)
+{
+    void *p;
+    if (bytes <= w->bufcap)
+        return 0;
+    p = malloc(bytes);
+    if (!p)
+        return tsnap__err(TSNAP_ENOMEM, w->path, name, "out of memory for a %zu-byte chunk",
+                          bytes);
+    free(w->buf);
+    w->buf = p;
+    w->bufcap = bytes;
+    return 0;
+}
+
+/* The C-order bytes of logical elements [first, first+n): in place when
+ * the caller's memory already is that, otherwise packed into w->buf. */
+static const void *packed_elements(tsnap_writer *w, const tsnap_view *v, uint64_t first,
+                                   uint64_t n)
+{
+    if (v->contiguous && v->dtype != TSNAP_BOOL)
+        return v->base + first * v->itemsize;
+    tsnap__gather(v, first, n, w->buf);
+    if (v->dtype == TSNAP_BOOL) /* HDF5's enum holds 0 and 1 only */
+        for (uint64_t i = 0; i < n; i++)
+            ((uint8_t *)w->buf)[i] = ((uint8_t *)w->buf)[i] != 0;
+    return w->buf;
+}
+
+/* Writes every chunk of the tensor in order, hashing as it goes. */
+static int write_chunks(tsnap_writer *w, hid_t dset, hid_t mtype, const tsnap_view *v, int rank,
+                        const hsize_t *dims, const int64_t *chunk, XXH3_state_t *hash,
+                        const char *name)
+{
+    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
+    hsize_t start[TSNAP_MAX_NDIM + 1] = {0}, count[TSNAP_MAX_NDIM + 1];
+    int split = v->ndim - 1, err = 0;
+    uint64_t inner = 1, outer = 1, nsplit;
+    size_t pair = rank > v->ndim ? 2 : 1; /* complex32: two float16 per element */
+
+    /* The chunk rule makes axes after `split` whole, `split` hold k and
+     * axes before it 1: find the first axis after which all are whole. */
+    while (split > 0 && chunk[split] == v->shape[split])
+        split--;
+    for (int i = 0; i < split; i++)
+        outer *= (uint64_t)v->shape[i];
+    for (int i = split + 1; i < v->ndim; i++)
+        inner *= (uint64_t)v->shape[i];
+    nsplit = ((uint64_t)v->shape[split] + (uint64_t)chunk[split] - 1) / (uint64_t)chunk[split];
+
+    if ((err = grow_buf(w, (size_t)((uint64_t)chunk[split] * inner * v->itemsize), name)) < 0)
+        return err;
+    fspace = H5Dget_space(dset);
+    if (fspace < 0)
+        return tsnap__h5err(TSNAP_EIO, w->path, name, "cannot get the dataspace");
+
+    for (int i = 0; i < rank; i++)
+        count[i] = dims[i];
+    for (uint64_t o = 0; o < outer && !err; o++) {
+        uint64_t rest = o;
+        for (int i = split - 1; i >= 0; i--) {
+            start[i] = rest % (uint64_t)v->shape[i];
+            rest /= (uint64_t)v->shape[i];
+            count[i] = 1;
+        }
+        for (uint64_t j = 0; j < nsplit; j++) {
+            uint64_t k0 = j * (uint64_t)chunk[split];
+            uint64_t k = (uint64_t)v->shape[split] - k0;
+            if (k > (uint64_t)chunk[split])
+                k = (uint64_t)chunk[split];
+            uint64_t first = (o * (uint64_t)v->shape[split] + k0) * inner, n = k * inner;
+            hsize_t mdim = (hsize_t)(n * pair);
+            const void *src = packed_elements(w, v, first, n);
+
+            XXH3_64bits_update(hash, src, (size_t)(n * v->itemsize));
+            start[split] = k0;
+            count[split] = k;
+            mspace = H5Screate_simple(1, &mdim, NULL);
+            if (mspace < 0 ||
+                H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+                H5Dwrite(dset, mtype, mspace, fspace, H5P_DEFAULT, src) < 0) {
+                err = tsnap__h5err(TSNAP_EIO, w->path, name, "writing chunk %llu failed",
+                                   (unsigned long long)(o * nsplit + j));
+                break;
+            }
+            H5Sclose(mspace);
+            mspace = H5I_INVALID_HID;
+        }
+    }
+    tsnap__h5close(mspace);
+    H5Sclose(fspace);
+    return err;
+}
+
+int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor)
+{
+    tsnap_view v;
+    hsize_t dims[TSNAP_MAX_NDIM + 1];
+    int64_t chunk[TSNAP_MAX_NDIM];
+    uint64_t chunk_elems = 0;
+    int rank, err;
+    hid_t ftype = H5I_INVALID_HID, space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
+    hid_t lcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    XXH3_state_t *hash = NULL;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(w != NULL);
+    if ((err = check_open(w, name)) < 0 || (err = tsnap__check_name(w->path, name)) < 0 ||
+        (err = tsnap__view_init(&v, tensor, w->path, name)) < 0 ||
+        (err = check_free_name(w, name)) < 0)
+        return err;
+
+    rank = v.ndim;
+    for (int i = 0; i < v.ndim; i++)
+        dims[i] = (hsize_t)v.shape[i];
+    if (v.dtype == TSNAP_COMPLEX32)
+        dims[rank++] = 2;
+
+    hash = XXH3_createState();
+    if (!hash || XXH3_64bits_reset(hash) == XXH_ERROR) {
+        err = tsnap__err(TSNAP_ENOMEM, w->path, name, "out of memory");
+        goto done;
+    }
+    ftype = tsnap__h5type_file(v.dtype);
+    space = rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(rank, dims, NULL);
+    dcpl = make_dcpl(w, &v, rank, dims, &chunk_elems, chunk);
+    lcpl = H5Pcreate(H5P_LINK_CREATE);
+    if (ftype < 0 || space < 0 || dcpl < 0 || lcpl < 0 ||
+        H5Pset_create_intermediate_group(lcpl, 1) < 0) {
+        err = tsnap__h5err(TSNAP_ENOMEM, w->path, name, "cannot set up the dataset");
+        goto done;
+    }
+    /* From here on a failure leaves a partial dataset: the writer fails. */
+    dset = H5Dcreate2(w->file, name, ftype, space, lcpl, dcpl, H5P_DEFAULT);
+    if (dset < 0) {
+        err = tsnap__h5err(TSNAP_EIO, w->path, name, "cannot create the dataset");
+        w->state = W_FAILED;
+        goto done;
+    }
+    if (v.nelems > 0) {
+        if (v.ndim == 0) {
+            const void *src;
+            if ((err = grow_buf(w, v.itemsize, name)) < 0)
+                goto fail;
+            src = packed_elements(w, &v, 0, 1);
+            XXH3_64bits_update(hash, src, v.itemsize);
+            if (H5Dwrite(dset, ftype, H5S_ALL, H5S_ALL, H5P_DEFAULT, src) < 0) {
+                err = tsnap__h5err(TSNAP_EIO, w->path, name, "writing failed");
+                goto fail;
+            }
+        } else if ((err = write_chunks(w, dset, ftype, &v, rank, dims, chunk, hash, name)) < 0) {
+            goto fail;
+        }
+    }
+    if ((err = tsnap__attr_write_string(dset, "tsnap_dtype", tsnap_dtype_name(v.dtype), w->path,
+                                        name)) < 0)
+        goto fail;
+    if (w->opts.checksum) {
+        char sum[40];
+        tsnap__checksum_format(XXH3_64bits_digest(hash), sum, sizeof sum);
+        if ((err = tsnap__attr_write_string(dset, "tsnap_checksum", sum, w->path, name)) < 0)
+            goto fail;
+    }
+    goto done;
+fail:
+    w->state = W_FAILED;
+done:
+    tsnap__h5close(dset);
+    tsnap__h5close(lcpl);
+    tsnap__h5close(dcpl);
+    tsnap__h5close(space);
+    tsnap__h5close(ftype);
+    XXH3_freeState(hash);
+    return err;
+}
+
+/* ---- attributes --------------------------------------------------- */
+
+static bool reserved_key(const char *key, bool root)
+{
+    if (strncmp(key, "tsnap_", 6) == 0)
+        return true;
+    return root && (strcmp(key, "created") == 0 || strcmp(key, "producer") == 0);
+}
+
+/* Opens the object an attribute goes on: the root or a tensor. */
+static int attr_target(tsnap_writer *w, const char *tensor, const char *key, hid_t *obj)
+{
+    bool root = !tensor || !*tensor;
+    int err;
+    *obj = H5I_INVALID_HID;
+    if ((err = check_open(w, tensor)) < 0)
+        return err;
+    if (!key || !*key)
+        return tsnap__err(TSNAP_EINVAL, w->path, tensor, "attribute key is NULL or empty");
+    if (reserved_key(key, root))
+        return tsnap__err(TSNAP_EINVAL, w->path, tensor, "attribute key '%s' is reserved", key);
+    if (root) {
+        *obj = w->file;
+        return 0;
+    }
+    if ((err = tsnap__check_name(w->path, tensor)) < 0)
+        return err;
+    htri_t exists = H5Lexists(w->file, tensor, H5P_DEFAULT);
+    H5Eclear2(H5E_DEFAULT);
+    if (exists <= 0)
+        return tsnap__err(TSNAP_ENOTFOUND, w->path, tensor, "no such tensor (put it first)");
+    *obj = H5Dopen2(w->file, tensor, H5P_DEFAULT);
+    if (*obj < 0)
+        return tsnap__h5err(TSNAP_ENOTFOUND, w->path, tensor, "not a tensor");
+    return 0;
+}
+
+static void attr_target_close(tsnap_writer *w, hid_t obj)
+{
+    if (obj != w->file)
+        tsnap__h5close(obj);
+}
+
+/* Root `step` and `time` have fixed types: int64 and float64. */
+static int typed_root_value(const tsnap_view *v, const char *key, const char *path,
+                            int64_t *i64, double *f64, DLTensor *t)
+{
+    bool is_step = strcmp(key, "step") == 0;
+    union {
+        int8_t i8; int16_t i16; int32_t i32; int64_t i64;
+        uint8_t u8; uint16_t u16; uint32_t u32; uint64_t u64;
+        float f32; double f64;
+    } x;
+    double d;
+    bool integral = true;
+
+    if (v->ndim != 0)
+        return tsnap__err(TSNAP_EINVAL, path, NULL, "root attribute '%s' must be a scalar", key);
+    tsnap__gather(v, 0, 1, &x);
+    switch (v->dtype) {
+    case TSNAP_INT8: d = x.i8; *i64 = x.i8; break;
+    case TSNAP_INT16: d = x.i16; *i64 = x.i16; break;
+    case TSNAP_INT32: d = x.i32; *i64 = x.i32; break;
+    case TSNAP_INT64: d = (double)x.i64; *i64 = x.i64; break;
+    case TSNAP_UINT8: d = x.u8; *i64 = x.u8; break;
+    case TSNAP_UINT16: d = x.u16; *i64 = x.u16; break;
+    case TSNAP_UINT32: d = x.u32; *i64 = x.u32; break;
+    case TSNAP_UINT64:
+        if (is_step && x.u64 > (uint64_t)INT64_MAX)
+            return tsnap__err(TSNAP_EINVAL, path, NULL, "step %llu does not fit in int64",
+                              (unsigned long long)x.u64);
+        d = (double)x.u64;
+        *i64 = (int64_t)x.u64;
+        break;
+    case TSNAP_FLOAT32: d = x.f32; integral = false; break;
+    case TSNAP_FLOAT64: d = x.f64; integral = false; break;
+    default:
+        return tsnap__err(TSNAP_EINVAL, path, NULL,
+                          "root attribute '%s' must be an integer or float32/float64 scalar, "
+                          "not %s",
+                          key, tsnap_dtype_name(v->dtype));
+    }
+    if (is_step && !integral)
+        return tsnap__err(TSNAP_EINVAL, path, NULL, "root attribute 'step' must be an integer");
+    memset(t, 0, sizeof *t);
+    t->device.device_type = kDLCPU;
+    if (is_step) {
+        t->data = i64;
+        t->dtype = (DLDataType){kDLInt, 64, 1};
+    } else {
+        *f64 = d;
+        t->data = f64;
+        t->dtype = (DLDataType){kDLFloat, 64, 1};
+    }
+    return 0;
+}
+
+int tsnap_writer_set_attr(tsnap_writer *w, const char *tensor, const char *key,
+                          const DLTensor *value)
+{
+    tsnap_view v;
+    hid_t obj;
+    int err;
+    int64_t i64 = 0;
+    double f64 = 0;
+    DLTensor typed;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(w != NULL);
+    if ((err = attr_target(w, tensor, key, &obj)) < 0)
+        return err;
+    if ((err = tsnap__view_init(&v, value, w->path, tensor)) < 0)
+        goto done;
+    if ((!tensor || !*tensor) && (strcmp(key, "step") == 0 || strcmp(key, "time") == 0) &&
+        ((err = typed_root_value(&v, key, w->path, &i64, &f64, &typed)) < 0 ||
+         (err = tsnap__view_init(&v, &typed, w->path, NULL)) < 0))
+        goto done;
+    err = tsnap__attr_write_tensor(obj, key, &v, w->path, tensor);
+done:
+    attr_target_close(w, obj);
+    return err;
+}
+
+/* Strict UTF-8 (no overlongs, no surrogates), as h5py will decode it. */
+static bool valid_utf8(const unsigned char *s)
+{
+    while (*s) {
+        unsigned c = *s, n, cp;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
+        else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
+        else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
+        else return false;
+        for (unsigned i = 1; i <= n; i++) {
+            if ((s[i] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i] & 0x3F);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        s += n + 1;
+    }
+    return true;
+}
+
+int tsnap_writer_set_attr_string(tsnap_writer *w, const char *tensor, const char *key,
+                                 const char *value)
+{
+    hid_t obj;
+    int err;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(w != NULL);
+    if ((err = attr_target(w, tensor, key, &obj)) < 0)
+        return err;
+    if (!value)
+        err = tsnap__err(TSNAP_EINVAL, w->path, tensor, "attribute '%s': value is NULL", key);
+    else if (!valid_utf8((const unsigned char *)value))
+        err = tsnap__err(TSNAP_EINVAL, w->path, tensor, "attribute '%s': value is not UTF-8",
+                         key);
+    else if ((!tensor || !*tensor) && (strcmp(key, "step") == 0 || strcmp(key, "time") == 0))
+        err = tsnap__err(TSNAP_EINVAL, w->path, NULL, "root attribute '%s' must be a number",
+                         key);
+    else
+        err = tsnap__attr_write_string(obj, key, value, w->path, tensor);
+    attr_target_close(w, obj);
+    return err;
+}
+
+/* ---- commit and abort --------------------------------------------- */
+
+/* Renames without replacing: fails with EEXIST if the target exists. */
+static int rename_noreplace(const char *from, const char *to)
+{
+#ifdef RENAME_NOREPLACE
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS)
+        return -1;
+#endif
+    if (link(from, to) < 0)
+        return -1;
+    unlink(from);
+    return 0;
+}
+
+static void discard(tsnap_writer *w)
+{
+    if (w->file >= 0) {
+        H5Fclose(w->file);
+        H5Eclear2(H5E_DEFAULT);
+        w->file = H5I_INVALID_HID;
+    }
+    if (w->tmp)
+        unlink(w->tmp);
+    w->state = W_DONE;
+}
+
+int tsnap_writer_commit(tsnap_writer *w)
+{
+    int err;
+    herr_t closed;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(w != NULL);
+    if ((err = check_open(w, NULL)) < 0) {
+        if (w->state == W_FAILED)
+            discard(w);
+        return err;
+    }
+    closed = H5Fclose(w->file);
+    w->file = H5I_INVALID_HID;
+    if (closed < 0) {
+        err = tsnap__h5err(TSNAP_EIO, w->path, NULL, "writing the file failed");
+        goto fail;
+    }
+    if (w->opts.durable && (err = tsnap__fsync_path(w->tmp, false, w->path)) < 0)
+        goto fail;
+    if (w->opts.overwrite ? rename(w->tmp, w->path) < 0 : rename_noreplace(w->tmp, w->path) < 0) {
+        err = tsnap__err(errno == EEXIST ? TSNAP_EEXISTS : TSNAP_EIO, w->path, NULL,
+                         "cannot rename the temporary file into place: %s", strerror(errno));
+        goto fail;
+    }
+    w->state = W_DONE;
+    if (w->opts.durable && (err = tsnap__fsync_dir_of(w->path, w->path)) < 0)
+        return err;
+    return 0;
+fail:
+    discard(w);
+    return err;
+}
+
+int tsnap_writer_abort(tsnap_writer *w)
+{
+    tsnap__begin();
+    TSNAP_CHECK_ARG(w != NULL);
+    discard(w);
+    return 0;
+}
+
+void tsnap_writer_free(tsnap_writer *w)
+{
+    if (!w)
+        return;
+    if (w->state != W_DONE)
+        discard(w);
+    free(w->buf);
+    free(w->tmp);
+    free(w->path);
+    free(w->producer);
+    free(w);
+}
