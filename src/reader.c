@@ -553,7 +553,6 @@ static int make_selection(tsnap_reader *r, const tensor *t, const int64_t *start
 static int read_contiguous(tsnap_reader *r, const tensor *t, const selection *s, void *dst)
 {
     hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
-    hsize_t n = (hsize_t)s->nelems * (t->pairs ? 2 : 1);
     int err = 0;
 
     if (s->nelems == 0)
@@ -565,7 +564,8 @@ static int read_contiguous(tsnap_reader *r, const tensor *t, const selection *s,
     }
     if ((fspace = H5Dget_space(t->dset)) < 0 ||
         H5Sselect_hyperslab(fspace, H5S_SELECT_SET, s->start, s->step, s->count, NULL) < 0 ||
-        (mspace = H5Screate_simple(1, &n, NULL)) < 0 ||
+        /* Same shape as the selection, so HDF5 moves blocks, not elements. */
+        (mspace = H5Screate_simple(t->rank, s->count, NULL)) < 0 ||
         H5Dread(t->dset, t->memtype, mspace, fspace, H5P_DEFAULT, dst) < 0)
         err = tsnap__h5err(TSNAP_EIO, r->path, t->name, "reading failed");
     tsnap__h5close(mspace);

@@ -301,7 +301,6 @@ static int write_chunks(tsnap_writer *w, hid_t dset, hid_t mtype, const tsnap_vi
     hsize_t start[TSNAP_MAX_NDIM + 1] = {0}, count[TSNAP_MAX_NDIM + 1];
     int split = v->ndim - 1, err = 0;
     uint64_t inner = 1, outer = 1, nsplit;
-    size_t pair = rank > v->ndim ? 2 : 1; /* complex32: two float16 per element */
 
     /* The chunk rule makes axes after `split` whole, `split` hold k and
      * axes before it 1: find the first axis after which all are whole. */
@@ -334,13 +333,14 @@ static int write_chunks(tsnap_writer *w, hid_t dset, hid_t mtype, const tsnap_vi
             if (k > (uint64_t)chunk[split])
                 k = (uint64_t)chunk[split];
             uint64_t first = (o * (uint64_t)v->shape[split] + k0) * inner, n = k * inner;
-            hsize_t mdim = (hsize_t)(n * pair);
             const void *src = packed_elements(w, v, first, n);
 
             XXH3_64bits_update(hash, src, (size_t)(n * v->itemsize));
             start[split] = k0;
             count[split] = k;
-            mspace = H5Screate_simple(1, &mdim, NULL);
+            /* The memory space has the selection's shape: HDF5 then moves
+             * it as one block instead of element by element. */
+            mspace = H5Screate_simple(rank, count, NULL);
             if (mspace < 0 ||
                 H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
                 H5Dwrite(dset, mtype, mspace, fspace, H5P_DEFAULT, src) < 0) {
