@@ -79,6 +79,11 @@ int tsnap__view_init(tsnap_view *v, const DLTensor *t, const char *file, const c
                           "unsupported dtype (DLPack code %u, bits %u, lanes %u)",
                           (unsigned)t->dtype.code, (unsigned)t->dtype.bits,
                           (unsigned)t->dtype.lanes);
+    if (v->dtype == TSNAP_COMPLEX32 && t->ndim == TSNAP_MAX_NDIM)
+        return tsnap__err(TSNAP_EINVAL, file, name,
+                          "complex32 is stored with one more axis, so it may have at most %d "
+                          "dimensions",
+                          TSNAP_MAX_NDIM - 1);
     v->itemsize = tsnap_dtype_size(v->dtype);
     v->ndim = t->ndim;
     if ((err = tsnap__shape_size(t->ndim, t->shape, v->itemsize, &v->nelems, &v->nbytes)) < 0) {

@@ -106,7 +106,6 @@ static int read_format_version(tsnap_reader *r)
 int tsnap_reader_open(tsnap_reader **out, const char *path)
 {
     tsnap_reader *r = NULL;
-    hid_t fapl = H5I_INVALID_HID;
     struct stat st;
     int err = 0;
 
@@ -126,15 +125,9 @@ int tsnap_reader_open(tsnap_reader **out, const char *path)
         return tsnap__err(TSNAP_ENOMEM, path, NULL, "out of memory");
     }
     r->file = H5I_INVALID_HID;
-    /* Readers never take HDF5's file lock: they must not be blocked by,
-     * nor block, a writer of some other file of that name. */
-    fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 ||
-        H5Pset_file_locking(fapl, 0, 1) < 0) {
-        err = tsnap__h5err(TSNAP_ENOMEM, path, NULL, "cannot set up file access");
-        goto fail;
-    }
-    r->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    /* Default access properties: HDF5 refuses to open one file twice in a
+     * process with different ones, and h5py may share this libhdf5. */
+    r->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (r->file < 0) {
         err = tsnap__h5err(TSNAP_EFORMAT, path, NULL, "not a readable HDF5 file");
         goto fail;
@@ -143,14 +136,13 @@ int tsnap_reader_open(tsnap_reader **out, const char *path)
         err = tsnap__h5err(TSNAP_EFORMAT, path, NULL, "cannot list the datasets");
         goto fail;
     }
-    qsort(r->names, r->count, sizeof *r->names, cmp_names);
+    if (r->count > 1)
+        qsort(r->names, r->count, sizeof *r->names, cmp_names);
     if ((err = read_format_version(r)) < 0)
         goto fail;
-    H5Pclose(fapl);
     *out = r;
     return 0;
 fail:
-    tsnap__h5close(fapl);
     tsnap_reader_free(r);
     return err;
 }
@@ -192,6 +184,8 @@ const char *tsnap_reader_name(const tsnap_reader *r, size_t index)
 
 static bool has_name(const tsnap_reader *r, const char *name)
 {
+    if (r->count == 0)
+        return false;
     return bsearch(&name, r->names, r->count, sizeof *r->names, cmp_names) != NULL;
 }
 
@@ -246,7 +240,9 @@ static int tensor_open(tsnap_reader *r, const char *name, tensor *t)
     memset(t, 0, sizeof *t);
     t->name = name;
     t->dset = t->ftype = t->memtype = t->dcpl = H5I_INVALID_HID;
-    if (!name || !has_name(r, name))
+    if (!name)
+        return tsnap__err(TSNAP_EINVAL, r->path, NULL, "tensor name is NULL");
+    if (!has_name(r, name))
         return tsnap__err(TSNAP_ENOTFOUND, r->path, name, "no such tensor");
     if ((t->dset = H5Dopen2(r->file, name, H5P_DEFAULT)) < 0 ||
         (t->ftype = H5Dget_type(t->dset)) < 0 || (t->dcpl = H5Dget_create_plist(t->dset)) < 0 ||

@@ -392,7 +392,7 @@ int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor)
     lcpl = H5Pcreate(H5P_LINK_CREATE);
     if (ftype < 0 || space < 0 || dcpl < 0 || lcpl < 0 ||
         H5Pset_create_intermediate_group(lcpl, 1) < 0) {
-        err = tsnap__h5err(TSNAP_ENOMEM, w->path, name, "cannot set up the dataset");
+        err = tsnap__h5err(TSNAP_EIO, w->path, name, "cannot set up the dataset");
         goto done;
     }
     /* From here on a failure leaves a partial dataset: the writer fails. */

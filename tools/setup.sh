@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs tsnap on Debian 12 (as root, or with sudo).
+#
+#   bash tools/setup.sh demo   install what is missing, build, run the demo
+#   bash tools/setup.sh test   install what is missing, build, run every test
+#
+# Each run installs only what is missing (Debian packages, the Python virtual
+# environment .venv and its pip packages from tests/requirements.txt), so it
+# is safe to rerun; every step says what it does or why it skips.  It needs no
+# standard input (CI runs it with CI=true and none).  CUDA is optional: the
+# build uses the toolkit when it finds one.
+set -Eeuo pipefail
+
+ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+APT_PACKAGES=(build-essential cmake pkg-config libhdf5-dev hdf5-tools libcunit1-dev
+              libxxhash-dev libzstd-dev liblz4-dev libdlpack-dev zlib1g-dev
+              python3-venv python3-dev)
+BASE_PYTHON=/usr/bin/python3   # Debian's, whatever else is first on PATH
+VENV=$ROOT/.venv
+REQUIREMENTS=$ROOT/tests/requirements.txt
+STAMP=$VENV/.tsnap-requirements   # what pip last installed from REQUIREMENTS
+BUILD=$ROOT/build
+BUILD_ASAN=$ROOT/build-asan
+JOBS=$(nproc)
+
+step() { printf '\n==> %s\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+skip() { printf '    skip: %s\n' "$*"; }
+die()  { printf '\nsetup.sh: FAILED: %s\n' "$*" >&2; exit 1; }
+fail() { printf '\nsetup.sh: %s\n' "$*" >&2; return 1; }
+trap 'printf "\nsetup.sh: FAILED (exit %s) at line %s: %s\n" "$?" "$LINENO" "$BASH_COMMAND" >&2' ERR
+
+usage() {
+    printf 'usage: bash tools/setup.sh demo|test\n'
+    printf '  demo  install what is missing, build everything, run the demo\n'
+    printf '  test  install what is missing, build everything, run every test\n'
+}
+
+# ---------------------------------------------------------------- install
+
+package_installed() {
+    local status
+    status=$(dpkg-query -W -f='${db:Status-Status}\n' "$1" 2>/dev/null || true)
+    grep -qx installed <<<"$status"
+}
+
+install_debian_packages() {
+    step "Debian packages"
+    command -v dpkg-query >/dev/null 2>&1 ||
+        die "dpkg-query not found: this script installs packages on Debian 12 only (needs: ${APT_PACKAGES[*]})"
+    local missing=() p
+    for p in "${APT_PACKAGES[@]}"; do
+        package_installed "$p" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        skip "all ${#APT_PACKAGES[@]} installed (${APT_PACKAGES[*]})"
+        return
+    fi
+    note "missing: ${missing[*]}"
+    local as_root=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 ||
+            die "not root and no sudo: as root, run apt-get install ${missing[*]}"
+        # Without a terminal sudo cannot ask for a password: fail, never hang.
+        if [ -t 0 ]; then as_root=(sudo); else as_root=(sudo -n); fi
+    fi
+    note "apt-get update"
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q update
+    note "apt-get install ${missing[*]}"
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get -q -y -o Dpkg::Use-Pty=0 install --no-install-recommends "${missing[@]}" </dev/null
+    for p in "${missing[@]}"; do
+        package_installed "$p" || die "apt-get did not install $p"
+    done
+}
+
+setup_venv() {
+    step "Python virtual environment .venv (from $BASE_PYTHON)"
+    [ -x "$BASE_PYTHON" ] || die "$BASE_PYTHON not found (Debian package python3)"
+    local want have=""
+    want=$("$BASE_PYTHON" -c 'import sys; print(sys.prefix, "%d.%d" % sys.version_info[:2])')
+    if [ -x "$VENV/bin/python" ]; then
+        have=$("$VENV/bin/python" -c 'import sys; print(sys.base_prefix, "%d.%d" % sys.version_info[:2]) if sys.prefix != sys.base_prefix else print("not a venv")' 2>/dev/null || true)
+    fi
+    if [ -n "$have" ] && [ "$have" = "$want" ]; then
+        skip ".venv exists (python ${want#* })"
+    else
+        if [ -e "$VENV" ]; then
+            note ".venv is broken or made from another Python (${have:-unusable}): making it anew"
+            rm -rf -- "$VENV"
+        fi
+        note "$BASE_PYTHON -m venv .venv"
+        "$BASE_PYTHON" -m venv "$VENV"
+    fi
+
+    step "pip packages from ${REQUIREMENTS#"$ROOT"/}"
+    [ -f "$REQUIREMENTS" ] || die "$REQUIREMENTS not found"
+    local stamp
+    stamp="$(sha256sum <"$REQUIREMENTS" | cut -d' ' -f1) python $want"
+    if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$stamp" ]; then
+        skip "installed already from this exact file (stamp .venv/${STAMP##*/})"
+        return
+    fi
+    rm -f -- "$STAMP"
+    PIP_NO_INPUT=1 "$VENV/bin/python" -m pip install --disable-pip-version-check -r "$REQUIREMENTS"
+    printf '%s\n' "$stamp" >"$STAMP"
+}
+
+# ------------------------------------------------------------------ build
+
+# build DIR BUILD_TYPE [CMAKE_ARGS...]: configures and builds in DIR.
+build() {
+    local dir=$1 type=$2
+    shift 2
+    step "configure ${dir#"$ROOT"/}/ ($type${*:+, $*})"
+    # The Python extension builds against the venv's Python and NumPy.
+    cmake -S "$ROOT" -B "$dir" --no-warn-unused-cli -DCMAKE_BUILD_TYPE="$type" \
+        -DTSNAP_BUILD_TESTS=ON -DTSNAP_BUILD_EXAMPLES=ON -DTSNAP_BUILD_PYTHON=ON \
+        -DPython3_EXECUTABLE="$VENV/bin/python" "$@"
+    step "build ${dir#"$ROOT"/}/ ($JOBS jobs)"
+    cmake --build "$dir" --parallel "$JOBS"
+}
+
+# ------------------------------------------------------------------ tests
+
+# The test stages run even when an earlier one failed, so that one run shows
+# every failure; the script fails at the end if any did.  (They run in an
+# `||` list, where bash ignores `set -e`: each returns its status itself.)
+FAILED=()
+check() {
+    local name=$1
+    shift
+    "$@" || FAILED+=("$name")
+}
+
+run_ctest() {
+    step "ctest in ${1#"$ROOT"/}/"
+    ctest --test-dir "$1" --output-on-failure --no-tests=error --parallel "$JOBS"
+}
+
+run_pytest() {
+    step "pytest tests/python"
+    if [ ! -d "$ROOT/tests/python" ]; then
+        skip "no tests/python directory"
+        return
+    fi
+    local have_tests=0 rc=0
+    if [ -n "$(find "$ROOT/tests/python" \( -name 'test_*.py' -o -name '*_test.py' \) -print -quit)" ]; then
+        have_tests=1
+    fi
+    # The tests drive the C library through the helper tsnap_testio: this
+    # build's, not one left in another build directory.
+    local testio_path=$BUILD/tests/tools/tsnap_testio.path
+    if [ -f "$testio_path" ]; then
+        TSNAP_TESTIO=$(cat "$testio_path")
+        export TSNAP_TESTIO
+    fi
+    "$VENV/bin/python" -m pytest -ra "$ROOT/tests/python" || rc=$?
+    if [ "$rc" -eq 5 ] && [ "$have_tests" -eq 0 ]; then
+        skip "tests/python has no tests yet (pytest exit 5: none collected)"
+    elif [ "$rc" -ne 0 ]; then
+        fail "pytest failed (exit $rc)"
+    fi
+}
+
+# The sanitizer build's tests must pass with no report at all.  A report
+# already fails its test (ASan and LSan exit non-zero, UBSan aborts: the build
+# uses -fno-sanitize-recover), except one printed by a child process whose
+# exit the test expected to be bad; so the full log is searched as well.
+run_ctest_sanitized() {
+    local opts="detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1"
+    # CUDA's runtime maps memory where ASan keeps its shadow gap.
+    opts+=":protect_shadow_gap=0"
+    export ASAN_OPTIONS="$opts${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+    if [ -f "$ROOT/tests/lsan.supp" ]; then
+        export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+    fi
+    rm -f "$BUILD_ASAN"/Testing/Temporary/LastTest*.log
+    run_ctest "$BUILD_ASAN" || return 1
+    step "sanitizer reports in the ctest log"
+    local logs reports
+    logs=("$BUILD_ASAN"/Testing/Temporary/LastTest*.log)
+    [ -f "${logs[0]}" ] || fail "ctest wrote no log in ${BUILD_ASAN#"$ROOT"/}/Testing/Temporary" || return 1
+    reports=$(grep -h -E -n 'ERROR: (Address|Leak)Sanitizer|SUMMARY: [A-Za-z]+Sanitizer|runtime error: ' "${logs[@]}" |
+              grep -v -E '^[0-9]+:Command: ' || true)
+    if [ -n "$reports" ]; then
+        printf '%s\n' "$reports" >&2
+        fail "sanitizer reports in passing tests (full output: ${logs[*]})" || return 1
+    fi
+    note "none"
+}
+
+# ------------------------------------------------------------------- demo
+
+run_demo() {
+    step "demo: examples/every_dtype"
+    local out="$BUILD/demo"
+    mkdir -p "$out"
+    "$BUILD/examples/every_dtype" "$out/every_dtype.h5"
+    note "the snapshot is $out/every_dtype.h5; h5dump -A shows its attributes"
+}
+
+# ------------------------------------------------------------------- main
+
+[ $# -eq 1 ] || { usage >&2; exit 2; }
+case $1 in
+    demo)
+        install_debian_packages
+        setup_venv
+        build "$BUILD" RelWithDebInfo
+        run_demo
+        ;;
+    test)
+        install_debian_packages
+        setup_venv
+        build "$BUILD" RelWithDebInfo
+        check "ctest in build/" run_ctest "$BUILD"
+        check "pytest" run_pytest
+        build "$BUILD_ASAN" Debug -DTSNAP_SANITIZE=ON
+        check "ctest in build-asan/ (ASan, UBSan)" run_ctest_sanitized
+        if [ ${#FAILED[@]} -gt 0 ]; then
+            die "$(printf '%s; ' "${FAILED[@]}")see the output above"
+        fi
+        ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *)
+        usage >&2
+        exit 2
+        ;;
+esac
+step "setup.sh $1: done in ${SECONDS}s"
