@@ -93,10 +93,11 @@ void tsnap__gather(const tsnap_view *v, uint64_t first, uint64_t n, void *dst);
  * [first, first+n) of v. */
 void tsnap__scatter(const tsnap_view *v, uint64_t first, uint64_t n, const void *src);
 
-/* The chunk shape of the chunk rule, in logical dims. Returns elements per
- * chunk (at least 1); *split is the axis that is not 1 nor whole. */
+/* The chunk shape of the chunk rule, in logical dims; `flat` asks for a
+ * k that keeps the chunks free of padding (for unfiltered tensors, so
+ * that they can be mapped).  Returns elements per chunk (at least 1). */
 uint64_t tsnap__chunk_shape(int ndim, const int64_t *shape, size_t itemsize, size_t chunk_bytes,
-                            int64_t *chunk);
+                            bool flat, int64_t *chunk);
 
 /* Checks a name ("a/b/c"). */
 int tsnap__check_name(const char *file, const char *name);

@@ -231,8 +231,26 @@ void tsnap__scatter(const tsnap_view *v, uint64_t first, uint64_t n, const void 
     transfer(v, first, n, (char *)src, false);
 }
 
+/* The largest divisor of n that is at most k, or 0 if n is too large to
+ * search (past 2^40, an axis no real tensor has beyond its first). */
+static uint64_t largest_divisor_upto(uint64_t n, uint64_t k)
+{
+    uint64_t best = 1;
+    if (n > ((uint64_t)1 << 40))
+        return 0;
+    for (uint64_t i = 1; i * i <= n; i++) {
+        if (n % i)
+            continue;
+        if (i <= k && i > best)
+            best = i;
+        if (n / i <= k && n / i > best)
+            best = n / i;
+    }
+    return best;
+}
+
 uint64_t tsnap__chunk_shape(int ndim, const int64_t *shape, size_t itemsize, size_t chunk_bytes,
-                            int64_t *chunk)
+                            bool flat, int64_t *chunk)
 {
     uint64_t inner = itemsize; /* bytes of one index of axis a */
     int a;
@@ -258,6 +276,17 @@ uint64_t tsnap__chunk_shape(int ndim, const int64_t *shape, size_t itemsize, siz
             k = 1;
         if (k > (uint64_t)shape[a])
             k = (uint64_t)shape[a];
+        /* HDF5 pads a partial chunk to full size.  On the first axis that
+         * padding comes after all the data; on a later axis it would fall
+         * between chunks, so a flat layout needs k to divide the axis. */
+        uint64_t outer = 1;
+        for (int b = 0; b < a; b++)
+            outer *= (uint64_t)shape[b];
+        if (flat && outer > 1 && (uint64_t)shape[a] % k != 0) {
+            uint64_t d = largest_divisor_upto((uint64_t)shape[a], k);
+            if (d)
+                k = d;
+        }
         chunk[a] = (int64_t)k;
     }
     uint64_t n = 1;

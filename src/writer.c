@@ -240,7 +240,8 @@ static hid_t make_dcpl(const tsnap_writer *w, const tsnap_view *v, int rank, con
             goto fail;
         return dcpl;
     }
-    *chunk_elems = tsnap__chunk_shape(v->ndim, v->shape, v->itemsize, w->opts.chunk_bytes, chunk);
+    *chunk_elems = tsnap__chunk_shape(v->ndim, v->shape, v->itemsize, w->opts.chunk_bytes,
+                                      !filtered, chunk);
     for (int i = 0; i < v->ndim; i++)
         cdims[i] = (hsize_t)chunk[i];
     if (rank > v->ndim) /* complex32's pair axis */

@@ -127,7 +127,8 @@ static void check_dataset(hid_t f, const tcase *c, const optset *o)
     } else {
         CHECK_MSG(layout == H5D_CHUNKED, "layout %d, expected chunked", layout);
         int64_t chunk[TSNAP_MAX_NDIM];
-        chunk_rule(c->ndim, c->shape, c->itemsize, o->chunk_bytes, chunk);
+        chunk_rule(c->ndim, c->shape, c->itemsize, o->chunk_bytes, o->codec == TSNAP_CODEC_NONE,
+                   chunk);
         hsize_t cdims[TSNAP_MAX_NDIM + 1];
         if (CHECK_RC(H5Pget_chunk(dcpl, rank, cdims), rank)) {
             for (int k = 0; k < rank; k++) {

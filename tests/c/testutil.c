@@ -425,7 +425,7 @@ void xxh3_tag(const void *p, size_t n, char out[40])
     snprintf(out, 40, "xxh3-64:%016llx", (unsigned long long)h);
 }
 
-int chunk_rule(int ndim, const int64_t *shape, size_t itemsize, size_t chunk_bytes,
+int chunk_rule(int ndim, const int64_t *shape, size_t itemsize, size_t chunk_bytes, int unfiltered,
                int64_t *chunk)
 {
     if (chunk_bytes == 0)
@@ -444,6 +444,12 @@ int chunk_rule(int ndim, const int64_t *shape, size_t itemsize, size_t chunk_byt
             k = 1;
         if (k > shape[d])
             k = shape[d];
+        int64_t before = 1;
+        for (int e = 0; e < d; e++)
+            before *= shape[e];
+        /* Unfiltered: k divides the axis unless it is the first that is not 1. */
+        while (unfiltered && before > 1 && shape[d] % k != 0)
+            k--;
         chunk[d] = k;
         a = d;
         for (int e = d + 1; e < ndim; e++)

@@ -150,7 +150,7 @@ void xxh3_tag(const void *p, size_t n, char out[40]);
  * Returns 1 if those chunks, each allocated whole and laid back to back in
  * index order, put the logical bytes flat in the file (no partial chunk
  * but the last). */
-int chunk_rule(int ndim, const int64_t *shape, size_t itemsize, size_t chunk_bytes,
+int chunk_rule(int ndim, const int64_t *shape, size_t itemsize, size_t chunk_bytes, int unfiltered,
                int64_t *chunk);
 
 /* ------------------------------------------------------------------ */

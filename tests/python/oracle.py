@@ -243,7 +243,7 @@ def is_vlen_utf8_scalar(attrs, key):
 # ---------------------------------------------------------------------------
 # Layout
 
-def chunk_rule(shape, itemsize, chunk_bytes):
+def chunk_rule(shape, itemsize, chunk_bytes, unfiltered):
     """The chunk shape of the format's chunk rule (logical dims)."""
     chunk = []
     for j, d in enumerate(shape):
@@ -251,7 +251,11 @@ def chunk_rule(shape, itemsize, chunk_bytes):
         if inner > chunk_bytes:
             chunk.append(1)
             continue
-        chunk.append(max(1, min(d, chunk_bytes // inner)))
+        k = max(1, min(d, chunk_bytes // inner))
+        if unfiltered and math.prod(shape[:j]) > 1:
+            # no padding between chunks: k divides d
+            k = max(i for i in range(1, k + 1) if d % i == 0)
+        chunk.append(k)
         chunk.extend(shape[j + 1:])
         break
     return tuple(chunk)
