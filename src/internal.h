@@ -95,8 +95,8 @@ void tsnap__scatter(const tsnap_view *v, uint64_t first, uint64_t n, const void 
 
 /* The chunk shape of the chunk rule, in logical dims; `flat` asks for a
  * k that keeps the chunks free of padding (for unfiltered tensors, so
- * that they can be mapped).  Returns elements per chunk (at least 1). */
-uint64_t tsnap__chunk_shape(int ndim, const int64_t *shape, size_t itemsize, size_t chunk_bytes,
+ * that they can be mapped). */
+void tsnap__chunk_shape(int ndim, const int64_t *shape, size_t itemsize, size_t chunk_bytes,
                             bool flat, int64_t *chunk);
 
 /* Checks a name ("a/b/c"). */
@@ -142,6 +142,6 @@ void tsnap__checksum_format(uint64_t h, char *buf, size_t len);
 
 /* ---- reader internals for mapping.c ------------------------------ */
 
-int tsnap__reader_path(const tsnap_reader *r, const char **path);
+const char *tsnap__reader_path(const tsnap_reader *r);
 
 #endif

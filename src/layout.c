@@ -249,8 +249,8 @@ static uint64_t largest_divisor_upto(uint64_t n, uint64_t k)
     return best;
 }
 
-uint64_t tsnap__chunk_shape(int ndim, const int64_t *shape, size_t itemsize, size_t chunk_bytes,
-                            bool flat, int64_t *chunk)
+void tsnap__chunk_shape(int ndim, const int64_t *shape, size_t itemsize, size_t chunk_bytes,
+                        bool flat, int64_t *chunk)
 {
     uint64_t inner = itemsize; /* bytes of one index of axis a */
     int a;
@@ -289,10 +289,6 @@ uint64_t tsnap__chunk_shape(int ndim, const int64_t *shape, size_t itemsize, siz
         }
         chunk[a] = (int64_t)k;
     }
-    uint64_t n = 1;
-    for (int b = 0; b < ndim; b++)
-        n *= (uint64_t)chunk[b];
-    return n;
 }
 
 int tsnap__check_name(const char *file, const char *name)

@@ -37,7 +37,7 @@ int tsnap_mapping_create(tsnap_mapping **out, tsnap_reader *r, const char *name)
     TSNAP_CHECK_ARG(r != NULL);
     if ((err = tsnap_reader_describe(r, name, &info)) < 0)
         return err;
-    tsnap__reader_path(r, &path);
+    path = tsnap__reader_path(r);
     if (info.map_status != TSNAP_MAP_OK && info.map_status != TSNAP_MAP_EMPTY)
         return tsnap__err(TSNAP_ENOTMAPPABLE, path, name, "cannot map: %s",
                           tsnap_map_status_str(info.map_status));

@@ -167,11 +167,7 @@ void tsnap_reader_free(tsnap_reader *r)
     free(r);
 }
 
-int tsnap__reader_path(const tsnap_reader *r, const char **path)
-{
-    *path = r->path;
-    return 0;
-}
+const char *tsnap__reader_path(const tsnap_reader *r) { return r->path; }
 
 int tsnap_reader_format_version(const tsnap_reader *r) { return r ? r->format_version : 0; }
 
@@ -714,8 +710,10 @@ int tsnap_reader_verify(tsnap_reader *r, const char *name)
         return verify_one(r, name);
     for (size_t i = 0; i < r->count && !err; i++) {
         err = verify_one(r, r->names[i]);
-        if (err == TSNAP_ETYPE) /* a foreign dataset with no checksum */
-            err = 0, tsnap__begin();
+        if (err == TSNAP_ETYPE) { /* a foreign dataset tsnap cannot read has no checksum */
+            err = 0;
+            tsnap__begin();
+        }
     }
     return err;
 }

@@ -225,13 +225,12 @@ static int check_free_name(tsnap_writer *w, const char *name)
 
 /* The dataset creation properties: layout, chunking, filters. */
 static hid_t make_dcpl(const tsnap_writer *w, const tsnap_view *v, int rank, const hsize_t *dims,
-                       uint64_t *chunk_elems, int64_t *chunk)
+                       int64_t *chunk)
 {
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     bool filtered = w->opts.codec != TSNAP_CODEC_NONE;
     hsize_t cdims[TSNAP_MAX_NDIM + 1];
 
-    *chunk_elems = 0;
     if (dcpl < 0 || H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0)
         goto fail;
     if (v->ndim == 0 || v->nelems == 0) { /* HDF5 cannot chunk these */
@@ -240,8 +239,7 @@ static hid_t make_dcpl(const tsnap_writer *w, const tsnap_view *v, int rank, con
             goto fail;
         return dcpl;
     }
-    *chunk_elems = tsnap__chunk_shape(v->ndim, v->shape, v->itemsize, w->opts.chunk_bytes,
-                                      !filtered, chunk);
+    tsnap__chunk_shape(v->ndim, v->shape, v->itemsize, w->opts.chunk_bytes, !filtered, chunk);
     for (int i = 0; i < v->ndim; i++)
         cdims[i] = (hsize_t)chunk[i];
     if (rank > v->ndim) /* complex32's pair axis */
@@ -363,7 +361,6 @@ int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor)
     tsnap_view v;
     hsize_t dims[TSNAP_MAX_NDIM + 1];
     int64_t chunk[TSNAP_MAX_NDIM];
-    uint64_t chunk_elems = 0;
     int rank, err;
     hid_t ftype = H5I_INVALID_HID, space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
     hid_t lcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
@@ -389,7 +386,7 @@ int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor)
     }
     ftype = tsnap__h5type_file(v.dtype);
     space = rank == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(rank, dims, NULL);
-    dcpl = make_dcpl(w, &v, rank, dims, &chunk_elems, chunk);
+    dcpl = make_dcpl(w, &v, rank, dims, chunk);
     lcpl = H5Pcreate(H5P_LINK_CREATE);
     if (ftype < 0 || space < 0 || dcpl < 0 || lcpl < 0 ||
         H5Pset_create_intermediate_group(lcpl, 1) < 0) {
