@@ -97,7 +97,7 @@ void tsnap__scatter(const tsnap_view *v, uint64_t first, uint64_t n, const void 
  * k that keeps the chunks free of padding (for unfiltered tensors, so
  * that they can be mapped). */
 void tsnap__chunk_shape(int ndim, const int64_t *shape, size_t itemsize, size_t chunk_bytes,
-                            bool flat, int64_t *chunk);
+                        bool flat, int64_t *chunk);
 
 /* Checks a name ("a/b/c"). */
 int tsnap__check_name(const char *file, const char *name);

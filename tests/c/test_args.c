@@ -25,6 +25,16 @@ static DLTensor good_tensor(int64_t *shape)
     return cpu_tensor(g_data, TSNAP_FLOAT32, 2, shape, NULL, 0);
 }
 
+/* Writes a snapshot at `path` holding good_tensor() as "x". */
+static void write_good_snapshot(const char *path, int64_t *shape)
+{
+    tsnap_writer *w = new_writer(path);
+    DLTensor t = good_tensor(shape);
+    CHECK_OK(tsnap_writer_put(w, "x", &t));
+    CHECK_OK_FATAL(tsnap_writer_commit(w));
+    tsnap_writer_free(w);
+}
+
 /* Commits `w` and checks the file holds exactly the tensors `names`. */
 static void commit_and_expect(tsnap_writer *w, const char *path, const char **names, size_t n)
 {
@@ -419,12 +429,8 @@ static void test_writer_create_refuses_bad_options(void)
 static void test_reader_calls_refuse_null_arguments(void)
 {
     const char *path = tpath("snap.h5");
-    tsnap_writer *w = new_writer(path);
     int64_t shape[2];
-    DLTensor t = good_tensor(shape);
-    CHECK_OK(tsnap_writer_put(w, "x", &t));
-    CHECK_OK(tsnap_writer_commit(w));
-    tsnap_writer_free(w);
+    write_good_snapshot(path, shape);
 
     tsnap_reader *r = (tsnap_reader *)&r;
     CHECK_ERR(tsnap_reader_open(NULL, path), TSNAP_EINVAL);
@@ -461,12 +467,8 @@ static void test_reader_calls_refuse_null_arguments(void)
 static void test_reading_into_a_cuda_tensor_gives_enocuda(void)
 {
     const char *path = tpath("snap.h5");
-    tsnap_writer *w = new_writer(path);
     int64_t shape[2];
-    DLTensor t = good_tensor(shape);
-    CHECK_OK(tsnap_writer_put(w, "x", &t));
-    CHECK_OK(tsnap_writer_commit(w));
-    tsnap_writer_free(w);
+    write_good_snapshot(path, shape);
     tsnap_reader *r = open_reader(path);
     float buf[12];
     memset(buf, 0, sizeof buf);
