@@ -326,6 +326,9 @@ TSNAP_API int tsnap_reader_describe(tsnap_reader *r, const char *name, tsnap_ten
  * positive steps.  `dst->shape` must equal `count`.  Passing NULL for
  * `start` and `count` reads the whole tensor.  Returns TSNAP_EINVAL for a
  * selection outside the tensor or a mismatching `dst`.
+ * TSNAP_EFORMAT if HDF5 finds the stored bytes damaged (a metadata
+ * checksum, or a filter that rejects a chunk), TSNAP_EIO if the system
+ * fails to read.
  */
 TSNAP_API int tsnap_reader_read(tsnap_reader *r, const char *name, const int64_t *start,
                                 const int64_t *count, const int64_t *step, const DLTensor *dst);

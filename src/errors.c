@@ -83,12 +83,20 @@ int tsnap__err(int code, const char *file, const char *tensor, const char *fmt, 
 
 struct h5walk {
     char desc[256];
+    bool damaged; /* HDF5 found the file's bytes wrong */
+    bool system;  /* the operating system failed a read or write */
 };
 
 static herr_t h5walk_cb(unsigned n, const H5E_error2_t *e, void *data)
 {
     struct h5walk *w = data;
     (void)n;
+    if (e->min_num == H5E_CANTLOAD || e->maj_num == H5E_PLINE)
+        w->damaged = true;
+    /* HDF5 tags many layers' errors H5E_IO/H5E_READERROR, the filter
+     * pipeline's too: only the file drivers (H5FD*) speak for the system. */
+    if (e->maj_num == H5E_VFL || (e->func_name && strncmp(e->func_name, "H5FD", 4) == 0))
+        w->system = true;
     /* Walking downward, the last entry is the innermost: the cause. */
     if (e->desc && *e->desc) {
         snprintf(w->desc, sizeof w->desc, "%s", e->desc);
@@ -104,11 +112,17 @@ static herr_t h5walk_cb(unsigned n, const H5E_error2_t *e, void *data)
 
 int tsnap__h5err(int code, const char *file, const char *tensor, const char *fmt, ...)
 {
-    struct h5walk w = {{0}};
+    struct h5walk w = {{0}, false, false};
     va_list ap;
 
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, h5walk_cb, &w);
     H5Eclear2(H5E_DEFAULT);
+    /* A failed read because a metadata checksum or a filter (inflate,
+     * fletcher32, lzf) rejected the stored bytes is a damaged file, not an
+     * I/O failure.  (HDF5 says "unable to load metadata" when a metadata
+     * checksum or signature is wrong.) */
+    if (code == TSNAP_EIO && w.damaged && !w.system)
+        code = TSNAP_EFORMAT;
     va_start(ap, fmt);
     vformat(code, file, tensor, fmt, ap);
     va_end(ap);

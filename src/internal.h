@@ -140,6 +140,34 @@ void tsnap__attr_set_clear(tsnap_attr_set *set);
 /* Formats a 64-bit hash as "xxh3-64:%016x" into buf (>= 25 bytes). */
 void tsnap__checksum_format(uint64_t h, char *buf, size_t len);
 
+/* ---- lzf.c ------------------------------------------------------- */
+
+/* h5py's LZF filter id (compression="lzf"). */
+#define TSNAP_LZF_FILTER_ID 32000
+
+typedef enum tsnap_lzf_status {
+    TSNAP_LZF_OK = 0,
+    TSNAP_LZF_MALFORMED = -1,   /* the input is not LZF (truncated, a reference
+                                 * before the start of the output, empty) */
+    TSNAP_LZF_OUTPUT_FULL = -2, /* valid so far, but out_cap is too small */
+} tsnap_lzf_status;
+
+/*
+ * Decodes the LZF block in[0, in_len) into out[0, out_cap), setting
+ * *out_len to the bytes written (0 unless TSNAP_LZF_OK).  Reads and writes
+ * nothing outside the two buffers, whatever the input.
+ */
+tsnap_lzf_status tsnap__lzf_decompress(const void *in, size_t in_len, void *out, size_t out_cap,
+                                       size_t *out_len);
+
+/*
+ * Registers the decode-only LZF filter with HDF5, once per process; every
+ * call after the first does nothing.  A failure is not reported here: it
+ * must not stop files without LZF from reading, and reading an LZF dataset
+ * then fails as it would without tsnap, HDF5 finding no filter 32000.
+ */
+void tsnap__lzf_register(void);
+
 /* ---- reader internals for mapping.c ------------------------------ */
 
 const char *tsnap__reader_path(const tsnap_reader *r);

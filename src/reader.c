@@ -119,6 +119,7 @@ int tsnap_reader_open(tsnap_reader **out, const char *path)
     if (S_ISDIR(st.st_mode))
         return tsnap__err(TSNAP_EINVAL, path, NULL, "is a directory, not a file");
 
+    tsnap__lzf_register(); /* before any dataset is read: h5py's LZF chunks decode built in */
     r = calloc(1, sizeof *r);
     if (!r || !(r->path = strdup(path))) {
         free(r);

@@ -17,6 +17,15 @@ golden.json records what the reader must report for each dataset:
   {"file": {"dataset": {"tsnap_dtype": NAME, "big_endian": BOOL,
                         "map": "OK" | "SCATTERED" | ... (when it is certain)}
    or {"refuse": "ETYPE", "words": [a word the message must contain, ...]}}}
+
+h5py_lzf.h5 (h5py's LZF filter, id 32000) is not in golden.json: HDF5's own
+tools cannot decode LZF without a plug-in, and every file golden.json lists
+is dumped whole by h5dump.  Its datasets carry their expected values instead,
+as the xxh3-64 of their C-order little-endian bytes in the string attribute
+"expected_xxh3" (read by tests/c/test_lzf.c, which has no h5py to ask).
+Name files to write only those, e.g. after changing write_lzf:
+
+    .venv/bin/python tests/data/make_golden.py h5py_lzf.h5
 """
 import json
 import sys
@@ -415,6 +424,72 @@ def write_links(path, rng):
     return exp
 
 
+def _lzf_dataset(f, name, data, chunks, shuffle=False, raw=None):
+    """An LZF dataset holding `data`, tagged with the xxh3-64 of its bytes.
+    raw: whether some chunk must have been stored unfiltered (h5py marks
+    LZF optional, so a chunk LZF cannot shrink is kept as is, its filter
+    mask bit set), or must not have been; None: either."""
+    import xxhash
+
+    ds = f.create_dataset(name, data=data, chunks=chunks, compression="lzf", shuffle=shuffle)
+    raw_bytes = np.ascontiguousarray(data).tobytes()
+    ds.attrs["expected_xxh3"] = "xxh3-64:%016x" % xxhash.xxh3_64_intdigest(raw_bytes, seed=0)
+    masks = [ds.id.get_chunk_info(i).filter_mask for i in range(ds.id.get_num_chunks())]
+    lzf_bit = 1 << (1 if shuffle else 0)  # the filter's index in the pipeline
+    if raw is not None:
+        assert any(m & lzf_bit for m in masks) == raw, (name, masks)
+    if not raw:
+        assert any(not m & lzf_bit for m in masks), f"{name}: no chunk was compressed"
+    return {"tsnap_dtype": NAMES[data.dtype.str.lstrip("<|")], "shape": list(data.shape),
+            "chunks": list(chunks), "shuffle": shuffle, "map": "FILTERED"}
+
+
+def write_lzf(path, rng):
+    """h5py's LZF filter: random, shuffled, smooth, incompressible (chunks
+    stored raw), edge-chunk (prime) and one-element datasets, and one that
+    tests/c/test_lzf.c overwrites with crafted chunks (H5Dwrite_chunk)."""
+    exp = {}
+    with h5py.File(path, "w") as f:
+        # random values on a coarse grid (a byte-level match is likely), with
+        # NaN, infinities and -0.0 among them
+        a = (np.round(rng.standard_normal((61, 47)) * 4) / 4).astype("<f4")
+        a.flat[rng.choice(a.size, 4, replace=False)] = [np.nan, np.inf, -np.inf, -0.0]
+        exp["float32_random"] = _lzf_dataset(f, "float32_random", a, (16, 16), raw=False)
+
+        exp["int16_shuffle"] = _lzf_dataset(
+            f, "int16_shuffle", rng.integers(-300, 300, (50, 40)).astype("<i2"), (10, 40),
+            shuffle=True, raw=False)
+
+        y, x = np.mgrid[0:64, 0:64]
+        smooth = np.round(np.sin(x / 9.0 + rng.uniform(0, 6)) * np.cos(y / 7.0) * 64) / 64
+        exp["float32_smooth"] = _lzf_dataset(f, "float32_smooth", smooth.astype("<f4"),
+                                             (32, 32), raw=False)
+
+        # row 0 compresses, rows 1 and 2 are random bytes: chunks of both kinds
+        mixed = rng.integers(0, 256, (3, 2048), dtype=np.uint8)
+        mixed[0] = np.frombuffer(b"incompressible? not this row. " * 69, np.uint8)[:2048]
+        exp["uint8_incompressible"] = _lzf_dataset(f, "uint8_incompressible", mixed, (1, 2048),
+                                                   raw=True)
+
+        exp["int32_primes"] = _lzf_dataset(
+            f, "int32_primes", rng.integers(0, 50, (7, 11, 13)).astype("<i4"), (3, 5, 7),
+            raw=False)
+
+        exp["uint8"] = _lzf_dataset(f, "uint8", rng.integers(0, 4, 1000, dtype=np.uint8),
+                                    (128,), raw=False)
+
+        exp["float64_one"] = _lzf_dataset(f, "float64_one", _values(rng, "<f8", (1,)), (1,),
+                                          raw=True)
+
+        text = np.frombuffer(b"tsnap reads lzf. " * 16, np.uint8)[:256].reshape(4, 64)
+        exp["crafted"] = _lzf_dataset(f, "crafted", text.copy(), (1, 64), raw=False)
+    return exp
+
+
+LZF_BUILDERS = {"h5py_lzf.h5": write_lzf}
+LZF_SEED = [SEED, 32000]
+
+
 BUILDERS = {
     "h5py_dtypes.h5": write_dtypes,
     "h5py_bigendian.h5": write_bigendian,
@@ -434,12 +509,28 @@ def build(outdir, rng):
     return {name: fn(outdir / name, rng) for name, fn in BUILDERS.items()}
 
 
-def main():
-    rng = np.random.default_rng(SEED)
-    exp = build(HERE, rng)
-    (HERE / "golden.json").write_text(json.dumps(exp, indent=1, sort_keys=True) + "\n")
+def main(argv):
+    """No arguments: every file.  File names: only those, each written
+    exactly as a full run writes it (a golden.json file then rewrites
+    golden.json from a full build in a scratch directory)."""
+    import tempfile
+
+    wanted = set(argv) or set(BUILDERS) | set(LZF_BUILDERS)
+    unknown = wanted - set(BUILDERS) - set(LZF_BUILDERS)
+    if unknown:
+        print(f"unknown file(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    if wanted & set(BUILDERS):
+        # the BUILDERS share one generator, so any of them is built with all
+        with tempfile.TemporaryDirectory() as tmp:
+            exp = build(tmp, np.random.default_rng(SEED))
+            for name in sorted(wanted & set(BUILDERS)):
+                (HERE / name).write_bytes((Path(tmp) / name).read_bytes())
+        (HERE / "golden.json").write_text(json.dumps(exp, indent=1, sort_keys=True) + "\n")
+    for name in sorted(wanted & set(LZF_BUILDERS)):
+        LZF_BUILDERS[name](HERE / name, np.random.default_rng(LZF_SEED))
     total = 0
-    for name in BUILDERS:
+    for name in sorted(wanted):
         size = (HERE / name).stat().st_size
         total += size
         print(f"{name}: {size} bytes")
@@ -448,4 +539,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
