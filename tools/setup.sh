@@ -157,7 +157,9 @@ run_pytest() {
         TSNAP_TESTIO=$(cat "$testio_path")
         export TSNAP_TESTIO
     fi
-    "$VENV/bin/python" -m pytest -ra "$ROOT/tests/python" || rc=$?
+    # `import tsnap` finds this build's package (build/python/tsnap).
+    PYTHONPATH="$BUILD/python${PYTHONPATH:+:$PYTHONPATH}" \
+        "$VENV/bin/python" -m pytest -ra "$ROOT/tests/python" || rc=$?
     if [ "$rc" -eq 5 ] && [ "$have_tests" -eq 0 ]; then
         skip "tests/python has no tests yet (pytest exit 5: none collected)"
     elif [ "$rc" -ne 0 ]; then

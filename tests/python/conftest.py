@@ -164,3 +164,88 @@ def fresh(testio, seed, tmp_path_factory):
     out = tmp_path_factory.mktemp("h5py-fresh")
     exp = _make_golden().build(out, np.random.default_rng([seed, 7]))
     return H5pySource(out, json.loads(json.dumps(exp)), tmp_path_factory.mktemp("fresh-read"))
+
+
+# ---------------------------------------------------------------------------
+# The Python extension (tests/python/test_py_*.py)
+
+def _add_build_tree_to_path():
+    """Makes `import tsnap` find build/python/tsnap when PYTHONPATH does not
+    already provide a tsnap package."""
+    build = oracle.ROOT / "build" / "python"
+    if build.is_dir() and importlib.util.find_spec("tsnap") is None:
+        sys.path.insert(0, str(build))
+
+
+_add_build_tree_to_path()
+
+
+@pytest.fixture(autouse=True)
+def _py_watchdog(request):
+    """A hung extension test (a deadlock between the GIL and the library's
+    lock, a corrupt file that loops) dumps every thread's stack and ends the
+    run instead of hanging it."""
+    if not request.node.path.name.startswith("test_py_"):
+        yield
+        return
+    import faulthandler
+    faulthandler.dump_traceback_later(int(os.environ.get("TSNAP_TEST_WATCHDOG", "300")),
+                                      exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+# Storage settings of the extension tests: (compression, chunk_bytes).
+PY_STORAGES = {
+    "plain": (None, None),
+    "plain-small-chunks": (None, 256),
+    "deflate": ("deflate", None),
+    "deflate9-small-chunks": (("deflate", 9), 1000),
+}
+
+
+class PySaved:
+    """One tensor saved by tsnap.save: the file, the input and the values
+    every reader must see."""
+
+    def __init__(self, path, name, array, storage):
+        self.path = path
+        self.name = name
+        self.array = array
+        self.storage = storage
+        self.compressed = PY_STORAGES[storage][0] is not None
+
+    @property
+    def expected(self):
+        import pyhelpers
+        return pyhelpers.logical(self.array)
+
+
+@pytest.fixture(scope="session")
+def py_saved(seed, tmp_path_factory):
+    """py_saved(dtype, shape_name, layout="c", storage="plain") -> PySaved: a
+    tensor of fresh random values saved once per session by tsnap.save."""
+    import zlib
+
+    import pyhelpers
+    import tsnap
+
+    root = tmp_path_factory.mktemp("py-saved")
+    cache = {}
+
+    def get(dtype, shape_name, layout="c", storage="plain"):
+        key = (dtype, shape_name, layout, storage)
+        if key not in cache:
+            rng = np.random.default_rng([seed, zlib.crc32("/".join(key).encode())])
+            array = pyhelpers.LAYOUTS[layout](rng, pyhelpers.DTYPES[dtype],
+                                              pyhelpers.SHAPES[shape_name])
+            path = root / ("-".join(key) + ".h5")
+            compression, chunk_bytes = PY_STORAGES[storage]
+            tsnap.save(path, {"t": array}, compression=compression, chunk_bytes=chunk_bytes,
+                       durable=False)
+            cache[key] = PySaved(path, "t", array, storage)
+        return cache[key]
+
+    return get

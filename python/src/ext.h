@@ -1,0 +1,75 @@
+/*
+ * ext.h - shared by the files of the tsnap._core extension module.
+ *
+ * The module is a thin layer over the C library: it turns Python objects
+ * into DLTensors and back, and library errors into exceptions.  Argument
+ * shaping lives in the Python package (python/tsnap).
+ */
+#ifndef TSNAP_EXT_H
+#define TSNAP_EXT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define NPY_NO_DEPRECATED_API NPY_1_20_API_VERSION
+#define PY_ARRAY_UNIQUE_SYMBOL tsnap_ext_ARRAY_API
+#ifndef TSNAP_EXT_MODULE_C
+#define NO_IMPORT_ARRAY
+#endif
+#include <numpy/arrayobject.h>
+
+#include "tsnap.h"
+
+/*
+ * Every call into the library runs with the GIL released and holding this
+ * one lock, so that library and HDF5 calls never run at once from two
+ * threads (h5py's "phil").  The lock is taken only after the GIL is given
+ * up, never the other way round, so the two cannot deadlock.
+ */
+extern PyThread_type_lock tsnap_ext_lock;
+
+#define TSNAP_EXT_CALL(stmt)                                  \
+    do {                                                      \
+        Py_BEGIN_ALLOW_THREADS                                \
+        PyThread_acquire_lock(tsnap_ext_lock, WAIT_LOCK);     \
+        stmt;                                                 \
+        PyThread_release_lock(tsnap_ext_lock);                \
+        Py_END_ALLOW_THREADS                                  \
+    } while (0)
+
+/* What a failed call was about: it decides which exception a "not found"
+ * or "exists" becomes (FileNotFoundError for a file, KeyError for a
+ * tensor). */
+typedef enum tsnap_ext_subject {
+    TSNAP_EXT_FILE,
+    TSNAP_EXT_TENSOR
+} tsnap_ext_subject;
+
+/* Raises the exception for library code `code` with the thread's message;
+ * returns NULL. */
+PyObject *tsnap_ext_raise(int code, tsnap_ext_subject subject);
+
+/* Raises tsnap.Error's subclass for `code` with a message of our own. */
+PyObject *tsnap_ext_raise_msg(int code, tsnap_ext_subject subject, const char *fmt, ...);
+
+/* The NumPy type an element of `dtype` is held in (bfloat16 and float8 as
+ * their raw unsigned bits, complex32 as float16 pairs), or -1. */
+int tsnap_ext_storage_type(tsnap_dtype dtype);
+
+/*
+ * A new uninitialised C-contiguous array that holds `ndim` x `shape`
+ * elements of `dtype` in its storage type (complex32 gets a trailing axis
+ * of 2), or, when `data` is not NULL, a read-only array over `data`.
+ */
+PyObject *tsnap_ext_new_array(tsnap_dtype dtype, int ndim, const int64_t *shape, void *data);
+
+/* Fills a DLTensor describing `arr` (kept alive by the caller) as a
+ * tensor of `dtype`.  `shape` and `strides` hold TSNAP_MAX_NDIM entries. */
+int tsnap_ext_dltensor(PyArrayObject *arr, tsnap_dtype dtype, DLTensor *t, int64_t *shape,
+                       int64_t *strides);
+
+extern PyTypeObject tsnap_ext_WriterType;
+extern PyTypeObject tsnap_ext_ReaderType;
+extern PyTypeObject tsnap_ext_MappingType;
+
+#endif /* TSNAP_EXT_H */

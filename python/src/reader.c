@@ -1,0 +1,410 @@
+/*
+ * reader.c - tsnap._core.Reader (an open file) and tsnap._core.Mapping
+ * (the owner of a mapped tensor, the base of the arrays over it).
+ */
+#include "ext.h"
+
+typedef struct {
+    PyObject_HEAD
+    tsnap_reader *r;
+} ReaderObject;
+
+typedef struct {
+    PyObject_HEAD
+    tsnap_mapping *m;
+} MappingObject;
+
+/* ---------------------------------------------------------------- Mapping */
+
+static void mapping_dealloc(MappingObject *self)
+{
+    /* munmap only: no library lock needed. */
+    tsnap_mapping_free(self->m);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+PyTypeObject tsnap_ext_MappingType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tsnap._core.Mapping",
+    .tp_basicsize = sizeof(MappingObject),
+    .tp_dealloc = (destructor)mapping_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A tensor mapped read-only from its file; unmapped when the last array over it goes.",
+};
+
+/* ----------------------------------------------------------------- Reader */
+
+static void reader_release(ReaderObject *self)
+{
+    tsnap_reader *r = self->r;
+
+    self->r = NULL;
+    if (r)
+        TSNAP_EXT_CALL(tsnap_reader_free(r));
+}
+
+static int reader_init(ReaderObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"path", NULL};
+    PyObject *path = NULL;
+    int err;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&", kwlist, PyUnicode_FSConverter, &path))
+        return -1;
+    reader_release(self);
+    const char *cpath = PyBytes_AS_STRING(path);
+    TSNAP_EXT_CALL(err = tsnap_reader_open(&self->r, cpath));
+    Py_DECREF(path);
+    if (err < 0) {
+        tsnap_ext_raise(err, TSNAP_EXT_FILE);
+        return -1;
+    }
+    return 0;
+}
+
+static void reader_dealloc(ReaderObject *self)
+{
+    reader_release(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int reader_check(ReaderObject *self)
+{
+    if (self->r)
+        return 0;
+    PyErr_SetString(PyExc_ValueError, "tsnap: the file is closed");
+    return -1;
+}
+
+static PyObject *reader_close(ReaderObject *self, PyObject *unused)
+{
+    (void)unused;
+    reader_release(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *reader_names(ReaderObject *self, PyObject *unused)
+{
+    PyObject *names;
+    size_t n;
+
+    (void)unused;
+    if (reader_check(self) < 0)
+        return NULL;
+    /* The names were listed when the file was opened: no library I/O. */
+    n = tsnap_reader_count(self->r);
+    if (!(names = PyTuple_New((Py_ssize_t)n)))
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = tsnap_reader_name(self->r, i);
+        /* surrogateescape: a foreign file's non-UTF-8 name survives the
+         * round trip back into bytes. */
+        PyObject *s = PyUnicode_DecodeUTF8(name, (Py_ssize_t)strlen(name), "surrogateescape");
+        if (!s) {
+            Py_DECREF(names);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(names, (Py_ssize_t)i, s);
+    }
+    return names;
+}
+
+static PyObject *reader_format_version(ReaderObject *self, void *closure)
+{
+    (void)closure;
+    if (reader_check(self) < 0)
+        return NULL;
+    return PyLong_FromLong(tsnap_reader_format_version(self->r));
+}
+
+static PyObject *int64_tuple(const int64_t *v, int n)
+{
+    PyObject *t = PyTuple_New(n);
+
+    for (int i = 0; t && i < n; i++) {
+        PyObject *x = PyLong_FromLongLong(v[i]);
+        if (!x) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, i, x);
+    }
+    return t;
+}
+
+/* describe(name) -> dict of tsnap_tensor_info's fields. */
+static PyObject *reader_describe(ReaderObject *self, PyObject *args)
+{
+    const char *name;
+    tsnap_tensor_info info;
+    PyObject *shape = NULL, *chunks = NULL, *filters = NULL, *out = NULL;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "y", &name) || reader_check(self) < 0)
+        return NULL;
+    TSNAP_EXT_CALL(err = tsnap_reader_describe(self->r, name, &info));
+    if (err < 0)
+        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+    if (!(shape = int64_tuple(info.shape, info.ndim)))
+        goto done;
+    if (info.chunked) {
+        if (!(chunks = int64_tuple(info.chunk, info.ndim)))
+            goto done;
+    } else {
+        chunks = Py_NewRef(Py_None);
+    }
+    if (!(filters = PyTuple_New(info.nfilters)))
+        goto done;
+    for (int i = 0; i < info.nfilters; i++) {
+        PyObject *f = PyLong_FromLong(info.filters[i]);
+        if (!f)
+            goto done;
+        PyTuple_SET_ITEM(filters, i, f);
+    }
+    out = Py_BuildValue(
+        "{s:i,s:O,s:O,s:i,s:O,s:O,s:K,s:K,s:O,s:i,s:s,s:K,s:K,s:N}",
+        "dtype", (int)info.dtype, "shape", shape, "chunks", chunks, "codec", (int)info.codec,
+        "shuffle", info.shuffle ? Py_True : Py_False, "filters", filters,
+        "nbytes", (unsigned long long)info.nbytes,
+        "stored_bytes", (unsigned long long)info.stored_bytes,
+        "big_endian", info.big_endian ? Py_True : Py_False,
+        "map_status", (int)info.map_status, "map_reason", tsnap_map_status_str(info.map_status),
+        "offset", (unsigned long long)info.offset, "length", (unsigned long long)info.length,
+        "checksum",
+        PyUnicode_DecodeUTF8(info.checksum, (Py_ssize_t)strlen(info.checksum), "backslashreplace"));
+done:
+    Py_XDECREF(shape);
+    Py_XDECREF(chunks);
+    Py_XDECREF(filters);
+    return out;
+}
+
+/* Reads a sequence of `ndim` ints into v; None leaves *given 0. */
+static int int64_seq(PyObject *obj, int ndim, int64_t *v, int *given, const char *what)
+{
+    PyObject *seq;
+
+    *given = 0;
+    if (obj == Py_None)
+        return 0;
+    if (!(seq = PySequence_Fast(obj, "start, count and step must be sequences")))
+        return -1;
+    if (PySequence_Fast_GET_SIZE(seq) != ndim) {
+        PyErr_Format(PyExc_ValueError, "%s has %zd entries for %d dimensions", what,
+                     PySequence_Fast_GET_SIZE(seq), ndim);
+        Py_DECREF(seq);
+        return -1;
+    }
+    for (int i = 0; i < ndim; i++) {
+        v[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (v[i] == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    *given = 1;
+    return 0;
+}
+
+/*
+ * read(name, dtype, shape, start=None, step=None) -> a new array.
+ * `dtype` and `shape` (the full shape, or the count of a selection when
+ * `start` is given) come from describe(); the array is in the storage type.
+ */
+static PyObject *reader_read(ReaderObject *self, PyObject *args)
+{
+    const char *name;
+    int dtype, ndim, has_start, has_step, has_count, err;
+    PyObject *shape_obj, *start_obj = Py_None, *step_obj = Py_None, *arr;
+    int64_t count[TSNAP_MAX_NDIM], start[TSNAP_MAX_NDIM], step[TSNAP_MAX_NDIM];
+    DLTensor t;
+
+    if (!PyArg_ParseTuple(args, "yiO|OO", &name, &dtype, &shape_obj, &start_obj, &step_obj) ||
+        reader_check(self) < 0)
+        return NULL;
+    if ((ndim = (int)PyObject_Length(shape_obj)) < 0)
+        return NULL;
+    if (ndim > TSNAP_MAX_NDIM) {
+        PyErr_SetString(PyExc_ValueError, "too many dimensions");
+        return NULL;
+    }
+    if (int64_seq(shape_obj, ndim, count, &has_count, "shape") < 0 ||
+        int64_seq(start_obj, ndim, start, &has_start, "start") < 0 ||
+        int64_seq(step_obj, ndim, step, &has_step, "step") < 0)
+        return NULL;
+    for (int i = 0; i < ndim; i++) {
+        if (count[i] < 0) {
+            PyErr_SetString(PyExc_ValueError, "negative count");
+            return NULL;
+        }
+    }
+    if (!(arr = tsnap_ext_new_array((tsnap_dtype)dtype, ndim, count, NULL)))
+        return NULL;
+    /* The array is new and C-contiguous (complex32's pair axis is the
+     * storage's, not the tensor's), so the tensor needs no strides. */
+    memset(&t, 0, sizeof t);
+    t.data = PyArray_DATA((PyArrayObject *)arr);
+    t.device.device_type = kDLCPU;
+    t.ndim = ndim;
+    t.shape = count;
+    tsnap_dtype_to_dlpack(&t.dtype, (tsnap_dtype)dtype);
+    /* Only this thread knows the new array, so it may be filled unlocked. */
+    TSNAP_EXT_CALL(err = tsnap_reader_read(self->r, name, has_start ? start : NULL,
+                                           has_start ? count : NULL, has_step ? step : NULL, &t));
+    if (err < 0) {
+        Py_DECREF(arr);
+        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+    }
+    return arr;
+}
+
+/* map(name) -> a read-only array over the file's pages, in the storage
+ * type; its base is a Mapping that unmaps when the last array goes. */
+static PyObject *reader_map(ReaderObject *self, PyObject *args)
+{
+    const char *name;
+    tsnap_mapping *m = NULL;
+    const DLTensor *t;
+    tsnap_dtype dtype;
+    MappingObject *owner;
+    PyObject *arr;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "y", &name) || reader_check(self) < 0)
+        return NULL;
+    TSNAP_EXT_CALL(err = tsnap_mapping_create(&m, self->r, name));
+    if (err < 0)
+        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+    t = tsnap_mapping_tensor(m);
+    if (tsnap_dtype_from_dlpack(&dtype, t->dtype) < 0) {
+        tsnap_mapping_free(m);
+        PyErr_SetString(PyExc_SystemError, "tsnap: a mapping of no known dtype");
+        return NULL;
+    }
+    if (!(owner = PyObject_New(MappingObject, &tsnap_ext_MappingType))) {
+        tsnap_mapping_free(m);
+        return NULL;
+    }
+    owner->m = m;
+    if (!(arr = tsnap_ext_new_array(dtype, t->ndim, t->shape, t->data))) {
+        Py_DECREF(owner);
+        return NULL;
+    }
+    /* Steals the reference to owner, also on failure. */
+    if (PyArray_SetBaseObject((PyArrayObject *)arr, (PyObject *)owner) < 0) {
+        Py_DECREF(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+static PyObject *reader_verify(ReaderObject *self, PyObject *args)
+{
+    const char *name = NULL;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "|y", &name) || reader_check(self) < 0)
+        return NULL;
+    TSNAP_EXT_CALL(err = tsnap_reader_verify(self->r, name));
+    if (err < 0)
+        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+    Py_RETURN_NONE;
+}
+
+/* A copy of a numeric attribute value as an array of its storage type. */
+static PyObject *attr_array(const tsnap_attr *a)
+{
+    tsnap_dtype dtype;
+    PyObject *arr;
+    int64_t n = 1;
+
+    if (tsnap_dtype_from_dlpack(&dtype, a->value.dtype) < 0)
+        Py_RETURN_NONE;
+    for (int i = 0; i < a->value.ndim; i++)
+        n *= a->value.shape[i];
+    if (!(arr = tsnap_ext_new_array(dtype, a->value.ndim, a->value.shape, NULL)))
+        return NULL;
+    /* The reader gives attribute values C-contiguous. */
+    memcpy(PyArray_DATA((PyArrayObject *)arr), (char *)a->value.data + a->value.byte_offset,
+           (size_t)n * tsnap_dtype_size(dtype));
+    return arr;
+}
+
+/* attrs(name=None) -> {key: str | ndarray (0-d for a scalar)}.  Values of
+ * types tsnap does not read are left out.  Names, here and in every other
+ * method, are bytes: UTF-8, with the undecodable bytes of a foreign file
+ * carried as surrogates by the package (see names()). */
+static PyObject *reader_attrs(ReaderObject *self, PyObject *args)
+{
+    const char *name = NULL;
+    size_t count = 0;
+    PyObject *d;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "|y", &name) || reader_check(self) < 0)
+        return NULL;
+    TSNAP_EXT_CALL(err = tsnap_reader_attr_count(self->r, name, &count));
+    if (err < 0)
+        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+    if (!(d = PyDict_New()))
+        return NULL;
+    for (size_t i = 0; i < count; i++) {
+        tsnap_attr a;
+        PyObject *v;
+
+        TSNAP_EXT_CALL(err = tsnap_reader_attr(self->r, name, i, &a));
+        if (err < 0) {
+            Py_DECREF(d);
+            return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+        }
+        if (a.kind == TSNAP_ATTR_STRING)
+            v = PyUnicode_DecodeUTF8(a.string, (Py_ssize_t)strlen(a.string), "surrogateescape");
+        else if (a.kind == TSNAP_ATTR_NUMERIC)
+            v = attr_array(&a);
+        else
+            continue;
+        PyObject *k = v ? PyUnicode_DecodeUTF8(a.key, (Py_ssize_t)strlen(a.key),
+                                               "surrogateescape") : NULL;
+        if (!k || (v != Py_None && PyDict_SetItem(d, k, v) < 0)) {
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(k);
+        Py_DECREF(v);
+    }
+    return d;
+}
+
+static PyMethodDef reader_methods[] = {
+    {"close", (PyCFunction)reader_close, METH_NOARGS, "close()"},
+    {"names", (PyCFunction)reader_names, METH_NOARGS, "names() -> tuple of full names, sorted"},
+    {"describe", (PyCFunction)reader_describe, METH_VARARGS, "describe(name) -> dict"},
+    {"read", (PyCFunction)reader_read, METH_VARARGS,
+     "read(name, dtype, shape, start=None, step=None) -> ndarray"},
+    {"map", (PyCFunction)reader_map, METH_VARARGS, "map(name) -> read-only ndarray"},
+    {"verify", (PyCFunction)reader_verify, METH_VARARGS, "verify(name=None)"},
+    {"attrs", (PyCFunction)reader_attrs, METH_VARARGS, "attrs(name=None) -> dict"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef reader_getset[] = {
+    {"format_version", (getter)reader_format_version, NULL, "tsnap format version (0: foreign)",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject tsnap_ext_ReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tsnap._core.Reader",
+    .tp_basicsize = sizeof(ReaderObject),
+    .tp_dealloc = (destructor)reader_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Reader(path): an open snapshot (or any HDF5 file)",
+    .tp_methods = reader_methods,
+    .tp_getset = reader_getset,
+    .tp_init = (initproc)reader_init,
+    .tp_new = PyType_GenericNew,
+};

@@ -1,0 +1,311 @@
+"""Reading: tsnap.open -> File -> Tensor, tsnap.load and tsnap.verify."""
+import collections.abc
+import numbers
+import operator
+import os
+
+from . import _core, _dtypes as dtypes, errors
+
+_CODEC_NAMES = {code: (None if name == "none" else name) for name, code in _core.CODECS.items()}
+_MMAP_CHOICES = (False, True, "auto")
+
+
+def _check_mmap(path, mmap):
+    if not any(mmap is c or (isinstance(mmap, str) and mmap == c) for c in _MMAP_CHOICES):
+        raise errors.ValueError(f"{path}: mmap must be False, True or 'auto', not {mmap!r}")
+
+
+def encode_name(path, name):
+    """A tensor name as the C layer takes it: UTF-8 bytes, with the bytes of
+    a foreign file's non-UTF-8 name (decoded as surrogates) given back."""
+    try:
+        return name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as e:
+        raise errors.ValueError(f"{path}: tensor name {name!r} is not valid Unicode: {e}") from None
+
+
+def _attr_value(value):
+    # 0-d arrays become NumPy scalars, as h5py gives them.
+    if hasattr(value, "ndim") and value.ndim == 0:
+        return value[()]
+    return value
+
+
+def _selection(key, shape):
+    """(start, count, step, post) of a NumPy basic index into `shape`:
+    the hyperslab to read (positive steps) and the index that turns it into
+    what NumPy would return (dropping int axes, reversing negative steps)."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    for k in key:
+        if k is Ellipsis or isinstance(k, slice):
+            continue
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise errors.TypeError(
+                f"tensors take ints, slices and ... as indices, not {type(k).__name__}"
+                " (read with [...] and index the array for anything else)")
+    ellipses = sum(1 for k in key if k is Ellipsis)
+    if ellipses > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    ndim = len(shape)
+    if len(key) - ellipses > ndim:
+        raise IndexError(f"too many indices: the tensor has {ndim} dimensions,"
+                         f" {len(key) - ellipses} were indexed")
+    if ellipses:
+        at = next(i for i, k in enumerate(key) if k is Ellipsis)
+        key = key[:at] + (slice(None),) * (ndim - len(key) + 1) + key[at + 1:]
+    key = key + (slice(None),) * (ndim - len(key))
+    start, count, step, post = [], [], [], []
+    for axis, (k, n) in enumerate(zip(key, shape)):
+        if isinstance(k, slice):
+            r = range(*k.indices(n))
+            if len(r) == 0:
+                start.append(0), count.append(0), step.append(1), post.append(slice(None))
+            elif r.step > 0:
+                start.append(r.start), count.append(len(r)), step.append(r.step)
+                post.append(slice(None))
+            else:
+                start.append(r[-1]), count.append(len(r)), step.append(-r.step)
+                post.append(slice(None, None, -1))
+        else:
+            i = operator.index(k)
+            if not -n <= i < n:
+                raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n}")
+            start.append(i % n), count.append(1), step.append(1), post.append(0)
+    return start, count, step, tuple(post)
+
+
+class Tensor:
+    """One tensor of an open File.  Nothing is read until it is indexed or
+    turned into an array; ``t[key]`` reads only the chunks `key` touches."""
+
+    __slots__ = ("_file", "_info", "_key", "name")
+
+    def __init__(self, file, name, key, info):
+        self._file = file
+        self._info = info
+        self._key = key  # the name as bytes
+        self.name = name
+
+    # -- description
+    @property
+    def shape(self):
+        return self._info["shape"]
+
+    @property
+    def ndim(self):
+        return len(self._info["shape"])
+
+    @property
+    def size(self):
+        n = 1
+        for d in self._info["shape"]:
+            n *= d
+        return n
+
+    @property
+    def dtype(self):
+        """The NumPy dtype this tensor loads as."""
+        return dtypes.user_dtype(self._info["dtype"])
+
+    @property
+    def tsnap_dtype(self):
+        """tsnap's name of the stored type ("bfloat16", "complex32", ...)."""
+        return dtypes.NAMES[self._info["dtype"]]
+
+    @property
+    def nbytes(self):
+        """The logical size in bytes (elements x stored element size)."""
+        return self._info["nbytes"]
+
+    @property
+    def stored_bytes(self):
+        """Bytes the tensor takes in the file."""
+        return self._info["stored_bytes"]
+
+    @property
+    def chunks(self):
+        return self._info["chunks"]
+
+    @property
+    def compression(self):
+        """None, "deflate", "zstd", "lz4" or "other"."""
+        return _CODEC_NAMES.get(self._info["codec"], "other")
+
+    @property
+    def map_status(self):
+        """None when the tensor can be memory-mapped, else why not."""
+        if self._info["map_status"] in (0, 1):
+            return dtypes.why_not_view(self._info["dtype"])
+        return self._info["map_reason"]
+
+    @property
+    def mappable(self):
+        return self.map_status is None
+
+    @property
+    def checksum(self):
+        """The recorded checksum ("xxh3-64:..."), or None."""
+        return self._info["checksum"] or None
+
+    @property
+    def attrs(self):
+        raw = self._file._r().attrs(self._key)
+        return {k: _attr_value(v) for k, v in raw.items()}
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __repr__(self):
+        return (f"<tsnap.Tensor '{self.name}' shape={self.shape} dtype={self.tsnap_dtype}"
+                f" compression={self.compression}>")
+
+    # -- data
+    def _read(self, shape, start=None, step=None):
+        code = self._info["dtype"]
+        raw = self._file._r().read(self._key, code, shape, start, step)
+        return dtypes.to_user(raw, code)
+
+    def numpy(self, mmap=False, verify=False):
+        """The whole tensor as an array.  mmap=False: a copy.  mmap=True: a
+        read-only array over the file's own pages, or NotMappableError.
+        mmap="auto": mapped when possible, else a copy.  verify=True
+        recomputes the checksum first (IntegrityError if it differs)."""
+        _check_mmap(self._file.path, mmap)
+        reader = self._file._r()
+        if verify:
+            reader.verify(self._key)
+        if mmap is False:
+            return self._read(self.shape)
+        why = dtypes.why_not_view(self._info["dtype"])
+        if why is None and self._info["map_status"] in (0, 1):
+            return dtypes.to_user(reader.map(self._key), self._info["dtype"])
+        if mmap == "auto":
+            return self._read(self.shape)
+        if why is None:
+            reader.map(self._key)  # raises NotMappableError with the reason
+        raise errors.NotMappableError(f"{self._file.path}: tensor '{self.name}':"
+                                      f" cannot map: {why}")
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+    def __getitem__(self, key):
+        start, count, step, post = _selection(key, self.shape)
+        if all(p == slice(None) for p in post) and all(s == 1 for s in step) \
+                and list(count) == list(self.shape):
+            return self._read(self.shape)[post]
+        return self._read(count, start, step)[post]
+
+
+class File(collections.abc.Mapping):
+    """An open snapshot (or any HDF5 file of numeric datasets): a read-only
+    mapping of full tensor names ("a/b/c") to lazy Tensors."""
+
+    def __init__(self, path):
+        self.path = os.fsdecode(os.fspath(path))
+        self._reader = None
+        self._reader = _core.Reader(self.path)
+        self._names = self._reader.names()
+        self._index = frozenset(self._names)
+
+    def _r(self):
+        if self._reader is None:
+            raise errors.ValueError(f"{self.path}: the file is closed")
+        return self._reader
+
+    def _name(self, name):
+        if not isinstance(name, str):
+            raise errors.TypeError(f"{self.path}: tensor names are str, not {type(name).__name__}")
+        return name.lstrip("/") if name.startswith("/") else name
+
+    def __getitem__(self, name):
+        name = self._name(name)
+        reader = self._r()
+        if name not in self._index:
+            raise errors.KeyError(f"{self.path}: no tensor '{name}'")
+        key = encode_name(self.path, name)
+        return Tensor(self, name, key, reader.describe(key))
+
+    def __contains__(self, name):
+        self._r()
+        return isinstance(name, str) and self._name(name) in self._index
+
+    def __iter__(self):
+        self._r()
+        return iter(self._names)
+
+    def __len__(self):
+        self._r()
+        return len(self._names)
+
+    def keys(self):
+        """The full names, sorted."""
+        self._r()
+        return list(self._names)
+
+    @property
+    def attrs(self):
+        """The root attributes (tsnap's own included)."""
+        return {k: _attr_value(v) for k, v in self._r().attrs().items()}
+
+    @property
+    def format_version(self):
+        """1 for a file tsnap wrote, 0 for any other HDF5 file."""
+        return self._r().format_version
+
+    def verify(self, name=None):
+        """Recomputes the checksum of tensor `name` (default: every one);
+        IntegrityError names the first that differs."""
+        if name is None:
+            self._r().verify()
+        else:
+            self._r().verify(encode_name(self.path, self._name(name)))
+
+    def close(self):
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = f"{len(self._names)} tensors" if self._reader is not None else "closed"
+        return f"<tsnap.File '{self.path}' ({state})>"
+
+
+def open(path):
+    """Opens a snapshot for reading: a File (use it as a context manager)."""
+    return File(path)
+
+
+def load(path, name=None, *, mmap=False, verify=False):
+    """Loads tensor `name`, or every tensor as a dict keyed by full name.
+
+    mmap=False copies; mmap=True returns read-only arrays over the file's
+    own pages (no copy) or raises NotMappableError saying why; mmap="auto"
+    maps what it can and copies the rest.  verify=True checks checksums
+    first.  Any HDF5 file of numeric datasets loads, not only tsnap's."""
+    _check_mmap(path, mmap)
+    with File(path) as f:
+        if name is not None:
+            return f[name].numpy(mmap=mmap, verify=verify)
+        if verify:
+            f.verify()
+        return {n: f[n].numpy(mmap=mmap) for n in f._names}
+
+
+def verify(path):
+    """Recomputes every checksum in the file; raises IntegrityError naming
+    the first tensor that differs.  Returns how many tensors were checked
+    (those with a recorded checksum)."""
+    with File(path) as f:
+        f.verify()
+        return sum(1 for n in f._names if f[n].checksum)

@@ -1,0 +1,113 @@
+"""tsnap.save: one snapshot file from a mapping of tensors."""
+import collections.abc
+import numbers
+import os
+
+import numpy as np
+
+from . import _core, _dtypes as dtypes, errors
+from ._file import encode_name
+
+_CODEC_NAMES = ("deflate", "zstd", "lz4")
+
+
+def _compression(path, compression):
+    """(codec code, level) of the `compression` argument."""
+    if compression is None:
+        return _core.CODECS["none"], 0
+    name, level = compression, 0
+    if isinstance(compression, tuple):
+        if len(compression) != 2:
+            raise errors.ValueError(f"{path}: compression must be a name or (name, level),"
+                                    f" not {compression!r}")
+        name, level = compression
+        if not isinstance(level, numbers.Integral) or isinstance(level, bool):
+            raise errors.ValueError(f"{path}: compression level must be an int, not {level!r}")
+    if name not in _CODEC_NAMES:
+        raise errors.ValueError(f"{path}: unknown compression {name!r}"
+                                f" (None, {', '.join(map(repr, _CODEC_NAMES))} or (name, level))")
+    return _core.CODECS[name], int(level)
+
+
+def _native(arr):
+    """`arr` in native byte order, aligned, with strides of whole elements:
+    the array itself when it already is (no copy)."""
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if not arr.flags.aligned or any(s % arr.itemsize for s in arr.strides):
+        arr = arr.copy(order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+    return arr
+
+
+def _tensor(path, name, value):
+    """What Writer.put needs for one tensor: ("array", ndarray, code) or
+    ("dlpack", obj, None).  Refuses types tsnap cannot store, before
+    anything is written."""
+    if not isinstance(name, str):
+        raise errors.TypeError(f"{path}: tensor names must be str, not {type(name).__name__}"
+                               f" ({name!r})")
+    if not isinstance(value, np.ndarray) and hasattr(value, "__dlpack__"):
+        return ("dlpack", value, None)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as e:
+        raise errors.TypeError(f"{path}: tensor '{name}': {type(value).__name__}"
+                               f" is not an array: {e}") from None
+    code = dtypes.code_of(arr.dtype)
+    if code is None:
+        dtypes.refuse(path, name, arr.dtype)
+    return ("array", _native(arr), code)
+
+
+def _attr(path, key, value):
+    """(value, code) for Writer.set_attr: a str, or a native ndarray."""
+    if not isinstance(key, str):
+        raise errors.TypeError(f"{path}: attribute names must be str, not {key!r}")
+    if isinstance(value, str):
+        return value, 0
+    arr = np.asarray(value)
+    code = dtypes.code_of(arr.dtype)
+    if code is None:
+        dtypes.refuse(path, key, arr.dtype, what="attribute")
+    arr = _native(arr)
+    return (arr if arr.flags.c_contiguous else arr.copy(order="C")), code
+
+
+def save(path, tensors, *, attrs=None, compression=None, checksum=True, chunk_bytes=None,
+         durable=True):
+    """Writes `tensors` (a mapping of names to arrays) as one snapshot file.
+
+    Values may be NumPy arrays (any strides and byte order), anything
+    ``np.asarray`` takes, or objects with ``__dlpack__``.  A name with '/'
+    nests groups.  `attrs` become root attributes (numbers, strings, small
+    arrays; "step" an integer, "time" a real).  `compression` is None,
+    "deflate", "zstd", "lz4" or (name, level).  The file appears under
+    `path` only once complete (written under a temporary name, then
+    renamed); with durable=True (the default) it is also fsync'ed, and so
+    is its directory.  An existing file under `path` is replaced.
+    """
+    path = os.fsdecode(os.fspath(path))
+    if not isinstance(tensors, collections.abc.Mapping):
+        raise errors.TypeError(f"{path}: tensors must be a mapping of names to arrays,"
+                               f" not {type(tensors).__name__}")
+    codec, level = _compression(path, compression)
+    if chunk_bytes is None:
+        chunk_bytes = 0
+    elif not isinstance(chunk_bytes, numbers.Integral) or chunk_bytes <= 0:
+        raise errors.ValueError(f"{path}: chunk_bytes must be a positive int, not {chunk_bytes!r}")
+    items = [(name, *_tensor(path, name, value)) for name, value in tensors.items()]
+    root = [(key, *_attr(path, key, value)) for key, value in (attrs or {}).items()]
+
+    writer = _core.Writer(path, codec=codec, level=level, chunk_bytes=int(chunk_bytes),
+                          checksum=bool(checksum), durable=bool(durable))
+    try:
+        for name, kind, value, code in items:
+            if kind == "array":
+                writer.put(encode_name(path, name), value, code)
+            else:
+                writer.put_dlpack(encode_name(path, name), value)
+        for key, value, code in root:
+            writer.set_attr(None, key, value, code)
+        writer.commit()
+    finally:
+        writer.abort()  # no-op after commit
