@@ -442,7 +442,10 @@ def _flip_cases(rng, damaged_sources, in_global_heap):
         heap = set()
         at = raw.find(b"GCOL")
         while at >= 0:
-            heap |= set(range(at, min(size, at + 256)))
+            # the whole collection: its size is the 8 bytes after signature,
+            # version and 3 reserved bytes
+            span = int.from_bytes(raw[at + 8:at + 16], "little")
+            heap |= set(range(at, min(size, at + max(span, 16))))
             at = raw.find(b"GCOL", at + 1)
         offsets = heap if in_global_heap else offsets - heap
         cases += [[f"{src.name}@{o}^{m}", str(src), "flip", o, m] for o in sorted(offsets)
