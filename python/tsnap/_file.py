@@ -1,5 +1,6 @@
 """Reading: tsnap.open -> File -> Tensor, tsnap.load and tsnap.verify."""
 import collections.abc
+import math
 import numbers
 import operator
 import os
@@ -98,10 +99,7 @@ class Tensor:
 
     @property
     def size(self):
-        n = 1
-        for d in self._info["shape"]:
-            n *= d
-        return n
+        return math.prod(self._info["shape"])
 
     @property
     def dtype(self):
@@ -179,13 +177,12 @@ class Tensor:
             reader.verify(self._key)
         if mmap is False:
             return self._read(self.shape)
-        why = dtypes.why_not_view(self._info["dtype"])
-        if why is None and self._info["map_status"] in (0, 1):
+        why = self.map_status
+        if why is None:
             return dtypes.to_user(reader.map(self._key), self._info["dtype"])
         if mmap == "auto":
             return self._read(self.shape)
-        if why is None:
-            reader.map(self._key)  # raises NotMappableError with the reason
+        # The library's own wording (tsnap_mapping_create's message).
         raise errors.NotMappableError(f"{self._file.path}: tensor '{self.name}':"
                                       f" cannot map: {why}")
 
@@ -195,9 +192,8 @@ class Tensor:
 
     def __getitem__(self, key):
         start, count, step, post = _selection(key, self.shape)
-        if all(p == slice(None) for p in post) and all(s == 1 for s in step) \
-                and list(count) == list(self.shape):
-            return self._read(self.shape)[post]
+        if tuple(count) == self.shape and all(s == 1 for s in step):
+            return self._read(self.shape)[post]  # whole: no hyperslab
         return self._read(count, start, step)[post]
 
 
@@ -207,7 +203,6 @@ class File(collections.abc.Mapping):
 
     def __init__(self, path):
         self.path = os.fsdecode(os.fspath(path))
-        self._reader = None
         self._reader = _core.Reader(self.path)
         self._names = self._reader.names()
         self._index = frozenset(self._names)
@@ -220,7 +215,7 @@ class File(collections.abc.Mapping):
     def _name(self, name):
         if not isinstance(name, str):
             raise errors.TypeError(f"{self.path}: tensor names are str, not {type(name).__name__}")
-        return name.lstrip("/") if name.startswith("/") else name
+        return name.lstrip("/")
 
     def __getitem__(self, name):
         name = self._name(name)

@@ -8,7 +8,8 @@ import numpy as np
 from . import _core, _dtypes as dtypes, errors
 from ._file import encode_name
 
-_CODEC_NAMES = ("deflate", "zstd", "lz4")
+# The codecs a writer can be asked for: the library's, less "none"/"other".
+_CODEC_NAMES = tuple(n for n in _core.CODECS if n not in ("none", "other"))
 
 
 def _compression(path, compression):

@@ -13,6 +13,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def header_version():
+    """TSNAP_VERSION_STRING of the public header: the one version."""
+    header = (ROOT / "include" / "tsnap.h").read_text()
+    return re.search(r'TSNAP_VERSION_STRING "([^"]+)"', header)[1]
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
@@ -29,9 +35,7 @@ def wheel(tmp_path_factory):
 
 
 def test_the_wheel_holds_the_package_and_nothing_else(wheel):
-    header = (ROOT / "include" / "tsnap.h").read_text()
-    version = re.search(r'TSNAP_VERSION_STRING "([^"]+)"', header)[1]
-    assert wheel.name.startswith(f"tsnap-{version}-"), wheel.name
+    assert wheel.name.startswith(f"tsnap-{header_version()}-"), wheel.name
     names = zipfile.ZipFile(wheel).namelist()
     package = sorted(n for n in names if not n.startswith("tsnap-"))
     assert all(n.startswith("tsnap/") for n in package), package
@@ -59,5 +63,4 @@ def test_the_installed_package_imports_and_round_trips_without_the_build_tree(wh
                           env=env, cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     # The package's version is the public header's, as is the library's.
-    header = (ROOT / "include" / "tsnap.h").read_text()
-    assert proc.stdout.strip() == re.search(r'TSNAP_VERSION_STRING "([^"]+)"', header)[1]
+    assert proc.stdout.strip() == header_version()
