@@ -53,6 +53,27 @@ extern "C" {
 TSNAP_API const char *tsnap_version(void);
 
 /* ------------------------------------------------------------------ */
+/* Threads                                                             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Chunks are packed, compressed, decompressed and checksummed by a pool of
+ * worker threads shared by every handle in the process, while the calling
+ * thread does the file I/O (HDF5 is only ever called from the calling
+ * thread).  Memory stays bounded: a call has at most a few chunks per
+ * thread in flight.
+ */
+
+/** The number of threads a call uses: the last tsnap_set_threads(), else
+ *  the environment variable TSNAP_NUM_THREADS, else the cores this
+ *  process may run on. */
+TSNAP_API int tsnap_threads(void);
+
+/** Sets the number of threads (1..256) calls use from now on; 0 restores
+ *  the default.  TSNAP_EINVAL outside 0..256.  Any thread. */
+TSNAP_API int tsnap_set_threads(int n);
+
+/* ------------------------------------------------------------------ */
 /* Errors                                                              */
 /* ------------------------------------------------------------------ */
 
@@ -148,9 +169,10 @@ TSNAP_API int tsnap_dtype_to_dlpack(DLDataType *out, tsnap_dtype dtype);
 /** Chunk codecs.  The values are fixed forever. */
 typedef enum tsnap_codec {
     TSNAP_CODEC_NONE = 0,
-    TSNAP_CODEC_DEFLATE = 1, /**< HDF5 filter 1 (zlib stream) */
-    TSNAP_CODEC_ZSTD = 2,    /**< HDF5 filter 32015 (reserved: not yet written) */
-    TSNAP_CODEC_LZ4 = 3,     /**< HDF5 filter 32004 (reserved: not yet written) */
+    TSNAP_CODEC_DEFLATE = 1, /**< HDF5 filter 1 (a zlib stream); h5py reads it as is */
+    TSNAP_CODEC_ZSTD = 2,    /**< HDF5 filter 32015 (one zstd frame); h5py needs hdf5plugin */
+    TSNAP_CODEC_LZ4 = 3,     /**< HDF5 filter 32004 (the plug-in's framing); h5py needs
+                                  hdf5plugin */
     TSNAP_CODEC_OTHER = 99   /**< read only: a filter tsnap does not name */
 } tsnap_codec;
 
@@ -161,7 +183,9 @@ typedef enum tsnap_codec {
 typedef struct tsnap_write_options {
     unsigned int version;  /**< TSNAP_WRITE_OPTIONS_VERSION */
     tsnap_codec codec;     /**< default TSNAP_CODEC_NONE */
-    int level;             /**< codec level; 0 picks the codec's default (deflate: 1) */
+    int level;             /**< codec level; 0 picks the codec's default.  deflate
+                                1..9 (default 1), zstd -7..22 (default 1); lz4 has
+                                no levels (only 0) */
     int shuffle;           /**< byte shuffle before the codec: -1 auto (default:
                                 on when compressing elements wider than one
                                 byte), 0 off, 1 on */
@@ -175,13 +199,19 @@ typedef struct tsnap_write_options {
                                 fail with TSNAP_EEXISTS instead */
     const char *producer;  /**< root attribute `producer`; NULL means
                                 "tsnap <version>".  Copied. */
+    /* Version 2: */
+    int threads;           /**< threads that pack, compress and checksum
+                                chunks; 0 (the default) means tsnap_threads(),
+                                1 does everything in the calling thread */
 } tsnap_write_options;
 
-#define TSNAP_WRITE_OPTIONS_VERSION 1
+#define TSNAP_WRITE_OPTIONS_VERSION 2
 #define TSNAP_WRITE_OPTIONS_INIT \
-    { TSNAP_WRITE_OPTIONS_VERSION, TSNAP_CODEC_NONE, 0, -1, 0, 1, 1, 1, NULL }
+    { TSNAP_WRITE_OPTIONS_VERSION, TSNAP_CODEC_NONE, 0, -1, 0, 1, 1, 1, NULL, 0 }
 
-/** Fills *opts with the defaults.  TSNAP_EINVAL for an unknown version. */
+/** Fills *opts with the defaults of `version` (1 or 2).  TSNAP_EINVAL for
+ *  an unknown version.  Structs of version 1 (without `threads`) are
+ *  accepted everywhere. */
 TSNAP_API int tsnap_write_options_init(tsnap_write_options *opts, unsigned int version);
 
 typedef struct tsnap_writer tsnap_writer;

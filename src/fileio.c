@@ -84,13 +84,3 @@ int tsnap__fsync_dir_of(const char *path, const char *file)
     free(dir);
     return err;
 }
-
-int tsnap__file_size(const char *path, uint64_t *size)
-{
-    struct stat st;
-    if (stat(path, &st) < 0)
-        return tsnap__err(errno == ENOENT ? TSNAP_ENOTFOUND : TSNAP_EIO, path, NULL,
-                          "cannot stat the file: %s", strerror(errno));
-    *size = (uint64_t)st.st_size;
-    return 0;
-}

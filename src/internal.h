@@ -109,9 +109,6 @@ int tsnap__temp_path(const char *path, char **out);
 int tsnap__fsync_path(const char *path, bool directory, const char *file);
 int tsnap__fsync_dir_of(const char *path, const char *file);
 
-/* The file's size in bytes. */
-int tsnap__file_size(const char *path, uint64_t *size);
-
 /* ---- attrs.c ----------------------------------------------------- */
 
 int tsnap__attr_write_string(hid_t obj, const char *key, const char *value, const char *file,
@@ -168,8 +165,121 @@ tsnap_lzf_status tsnap__lzf_decompress(const void *in, size_t in_len, void *out,
  */
 void tsnap__lzf_register(void);
 
-/* ---- reader internals for mapping.c ------------------------------ */
+/* ---- codec.c ----------------------------------------------------- */
 
+#define TSNAP_ZSTD_FILTER_ID 32015
+#define TSNAP_LZ4_FILTER_ID 32004
+/* Decode only, and never named to users: h5py's LZF. */
+#define TSNAP_CODEC_LZF ((tsnap_codec)100)
+
+/* HDF5's shuffle filter (reverse: its inverse) of nbytes at src into dst;
+ * the buffers do not overlap. */
+void tsnap__shuffle(void *dst, const void *src, size_t nbytes, size_t elem, bool reverse);
+
+/* The most bytes encoding nbytes can give. */
+size_t tsnap__codec_bound(tsnap_codec codec, size_t nbytes);
+
+/* The level a codec gets when asked for 0 (deflate 1, zstd 1). */
+int tsnap__codec_default_level(tsnap_codec codec);
+
+/* Encodes n bytes into dst (cap bytes, at least the bound) in the HDF5
+ * filter's exact format; *out is the length.  Any thread.  Returns 0 or
+ * a negative TSNAP_E* code, without setting a message. */
+int tsnap__codec_encode(tsnap_codec codec, int level, const void *src, size_t n, void *dst,
+                        size_t cap, size_t *out);
+
+/* Decodes a chunk into exactly `expect` bytes.  NULL on success, else a
+ * constant description of what is wrong with the data.  Any thread; reads
+ * and writes nothing outside the two buffers, whatever the input. */
+const char *tsnap__codec_decode(tsnap_codec codec, const void *src, size_t len, void *dst,
+                                size_t expect);
+
+/* Registers tsnap's zstd, lz4 and LZF filters with HDF5 where the program
+ * has none of its own; once per process. */
+void tsnap__filters_register(void);
+
+/* ---- pool.c ------------------------------------------------------ */
+
+/* A job's step on item `item`, whose buffers are those of `slot`.  Returns
+ * 0 or a negative TSNAP_E* code with the thread's message set. */
+typedef int (*tsnap_step_fn)(void *ctx, uint64_t item, unsigned slot);
+
+/* n items through produce -> work -> serial / consume (see pool.c). */
+typedef struct tsnap_job_spec {
+    uint64_t n;
+    unsigned window;       /* slots, >= 1; item i uses slot i % window */
+    unsigned threads;      /* <= 1: every step in the calling thread */
+    tsnap_step_fn produce; /* caller, in order; may be NULL */
+    tsnap_step_fn work;    /* any thread, in parallel; may be NULL */
+    tsnap_step_fn serial;  /* one at a time, in order, after work; may be NULL */
+    tsnap_step_fn consume; /* caller, in order, after work; may be NULL */
+    void *ctx;
+} tsnap_job_spec;
+
+/* Runs a job to its end; the first failure stops it (items in flight
+ * finish, no new ones start) and is returned with its message. */
+int tsnap__job_run(const tsnap_job_spec *spec);
+
+struct job;
+void tsnap__job_task(struct job *j, uint64_t item);
+
+/* A reusable buffer of at least `cap` bytes; big ones are kept for the
+ * next user (touching fresh memory costs a page fault per page). */
+typedef struct tsnap_buf {
+    void *p;
+    size_t cap;
+} tsnap_buf;
+void *tsnap__buf_get(size_t size, size_t *cap);
+void tsnap__buf_put(void *p, size_t cap);
+/* Makes b hold at least size bytes (its old contents are lost). */
+int tsnap__buf_reserve(tsnap_buf *b, size_t size);
+void tsnap__buf_release(tsnap_buf *b);
+
+/* ---- reader internals -------------------------------------------- */
+
+/* One open dataset and what it is as a tensor. */
+typedef struct tsnap_dset {
+    const char *path;               /* for messages */
+    const char *name;
+    hid_t dset, ftype, memtype, dcpl;
+    tsnap_dtype dtype;
+    size_t itemsize;
+    int ndim;                       /* logical */
+    int rank;                       /* in the file: ndim + 1 for paired complex32 */
+    hsize_t dims[TSNAP_MAX_NDIM + 1]; /* in the file */
+    bool pairs;                     /* complex32 stored as float16 pairs */
+    bool canonical;                 /* stored type is exactly tsnap's */
+    bool big_endian;
+    uint64_t nelems;
+} tsnap_dset;
+
+/* A hyperslab of a tensor, in logical dims (complex32's pair axis, when
+ * stored, is the last entry: start 0, count 2). */
+typedef struct tsnap_selection {
+    hsize_t start[TSNAP_MAX_NDIM + 1], count[TSNAP_MAX_NDIM + 1], step[TSNAP_MAX_NDIM + 1];
+    uint64_t nelems;
+    bool whole;
+} tsnap_selection;
+
+/* chunkread.c.  Reads a whole flat tensor, whose bytes lie at `offset` of
+ * the file open as fd, into dst (NULL: only the checksum), hashing into
+ * `hash` when it is not NULL. */
+struct XXH3_state_s;
+int tsnap__read_flat(const tsnap_dset *t, int fd, uint64_t offset, const tsnap_view *dst,
+                     struct XXH3_state_s *hash, int threads);
+
+/* Whether every filter of a chunked tensor is one tsnap decodes itself
+ * and the stored type needs no conversion. */
+bool tsnap__chunks_decodable(const tsnap_dset *t);
+
+/* Reads selection s of such a tensor into dst (NULL: only the checksum,
+ * which needs a whole selection of chunks that are C-order ranges). */
+int tsnap__read_chunks(const tsnap_dset *t, const tsnap_selection *s, const tsnap_view *dst,
+                       struct XXH3_state_s *hash, int threads);
+
+/* For mapping.c: the reader's path, its open file and the description of
+ * a tensor (cached: describing it again costs nothing). */
 const char *tsnap__reader_path(const tsnap_reader *r);
+int tsnap__reader_fd(const tsnap_reader *r);
 
 #endif

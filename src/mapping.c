@@ -6,7 +6,6 @@
  * truncated file (unless the file shrinks later, as with any mmap).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -57,16 +56,11 @@ int tsnap_mapping_create(tsnap_mapping **out, tsnap_reader *r, const char *name)
 
     long page = sysconf(_SC_PAGESIZE);
     uint64_t start = info.offset - info.offset % (uint64_t)page;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        err = tsnap__err(errno == ENOENT ? TSNAP_ENOTFOUND : TSNAP_EIO, path, name,
-                         "cannot open for mapping: %s", strerror(errno));
-        free(m);
-        return err;
-    }
+    /* The reader's own descriptor of the file (describe found the bytes
+     * through it); the mapping stays when the reader closes it. */
+    fd = tsnap__reader_fd(r);
     m->len = (size_t)(info.offset - start + info.length);
     m->base = mmap(NULL, m->len, PROT_READ, MAP_SHARED, fd, (off_t)start);
-    close(fd);
     if (m->base == MAP_FAILED) {
         err = tsnap__err(errno == ENOMEM ? TSNAP_ENOMEM : TSNAP_EIO, path, name,
                          "mmap failed: %s", strerror(errno));

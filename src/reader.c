@@ -9,6 +9,7 @@
  * chunks are, never assumed from how tsnap writes them.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,30 +26,27 @@ struct attr_cache_entry {
     tsnap_attr_set set;
 };
 
+/* A description, made once per tensor: a file open for reading does not
+ * change under the reader. */
+struct described {
+    bool done;
+    tsnap_tensor_info info;
+};
+
 struct tsnap_reader {
     char *path;
     hid_t file;
+    int fd; /* HDF5's descriptor of the file, for pread and mmap; -1: none */
     int format_version;
     char **names;
     size_t count, cap;
+    struct described *desc; /* parallel to names */
     struct attr_cache_entry *attrs;
     size_t nattrs;
 };
 
-/* One open dataset and what it is as a tensor. */
-typedef struct tensor {
-    const char *name;
-    hid_t dset, ftype, memtype, dcpl;
-    tsnap_dtype dtype;
-    size_t itemsize;
-    int ndim;                       /* logical */
-    int rank;                       /* in the file: ndim + 1 for paired complex32 */
-    hsize_t dims[TSNAP_MAX_NDIM + 1]; /* in the file */
-    bool pairs;                     /* complex32 stored as float16 pairs */
-    bool canonical;                 /* stored type is exactly tsnap's */
-    bool big_endian;
-    uint64_t nelems;
-} tensor;
+typedef tsnap_dset tensor;
+typedef tsnap_selection selection;
 
 /* ---- open and list ------------------------------------------------ */
 
@@ -103,6 +101,21 @@ static int read_format_version(tsnap_reader *r)
     return 0;
 }
 
+/* The descriptor HDF5 reads the file through (the default sec2 driver's),
+ * or -1: reads and maps through it see exactly the file HDF5 describes,
+ * even if the path is renamed over meanwhile. */
+static int hdf5_fd(hid_t file)
+{
+    hid_t fapl = H5Fget_access_plist(file);
+    int *handle = NULL, fd = -1;
+    if (fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 &&
+        H5Fget_vfd_handle(file, fapl, (void **)&handle) >= 0 && handle)
+        fd = *handle;
+    tsnap__h5close(fapl);
+    H5Eclear2(H5E_DEFAULT);
+    return fd;
+}
+
 int tsnap_reader_open(tsnap_reader **out, const char *path)
 {
     tsnap_reader *r = NULL;
@@ -119,12 +132,13 @@ int tsnap_reader_open(tsnap_reader **out, const char *path)
     if (S_ISDIR(st.st_mode))
         return tsnap__err(TSNAP_EINVAL, path, NULL, "is a directory, not a file");
 
-    tsnap__lzf_register(); /* before any dataset is read: h5py's LZF chunks decode built in */
+    tsnap__filters_register(); /* before any dataset is read: LZF, zstd and lz4 built in */
     r = calloc(1, sizeof *r);
     if (!r || !(r->path = strdup(path))) {
         free(r);
         return tsnap__err(TSNAP_ENOMEM, path, NULL, "out of memory");
     }
+    r->fd = -1;
     r->file = H5I_INVALID_HID;
     /* Default access properties: HDF5 refuses to open one file twice in a
      * process with different ones, and h5py may share this libhdf5. */
@@ -139,6 +153,11 @@ int tsnap_reader_open(tsnap_reader **out, const char *path)
     }
     if (r->count > 1)
         qsort(r->names, r->count, sizeof *r->names, cmp_names);
+    r->fd = hdf5_fd(r->file);
+    if (r->count && !(r->desc = calloc(r->count, sizeof *r->desc))) {
+        err = tsnap__err(TSNAP_ENOMEM, path, NULL, "out of memory");
+        goto fail;
+    }
     if ((err = read_format_version(r)) < 0)
         goto fail;
     *out = r;
@@ -156,6 +175,7 @@ void tsnap_reader_free(tsnap_reader *r)
         H5Fclose(r->file);
         H5Eclear2(H5E_DEFAULT);
     }
+    free(r->desc); /* r->fd is HDF5's, closed with the file */
     for (size_t i = 0; i < r->count; i++)
         free(r->names[i]);
     free(r->names);
@@ -170,6 +190,8 @@ void tsnap_reader_free(tsnap_reader *r)
 
 const char *tsnap__reader_path(const tsnap_reader *r) { return r->path; }
 
+int tsnap__reader_fd(const tsnap_reader *r) { return r->fd; }
+
 int tsnap_reader_format_version(const tsnap_reader *r) { return r ? r->format_version : 0; }
 
 size_t tsnap_reader_count(const tsnap_reader *r) { return r ? r->count : 0; }
@@ -179,12 +201,17 @@ const char *tsnap_reader_name(const tsnap_reader *r, size_t index)
     return r && index < r->count ? r->names[index] : NULL;
 }
 
-static bool has_name(const tsnap_reader *r, const char *name)
+/* The index of a tensor's name, or -1. */
+static ptrdiff_t find_name(const tsnap_reader *r, const char *name)
 {
+    char **hit;
     if (r->count == 0)
-        return false;
-    return bsearch(&name, r->names, r->count, sizeof *r->names, cmp_names) != NULL;
+        return -1;
+    hit = bsearch(&name, r->names, r->count, sizeof *r->names, cmp_names);
+    return hit ? hit - r->names : -1;
 }
+
+static bool has_name(const tsnap_reader *r, const char *name) { return find_name(r, name) >= 0; }
 
 /* ---- one tensor --------------------------------------------------- */
 
@@ -235,6 +262,7 @@ static int tensor_open(tsnap_reader *r, const char *name, tensor *t)
     bool mappable;
 
     memset(t, 0, sizeof *t);
+    t->path = r->path;
     t->name = name;
     t->dset = t->ftype = t->memtype = t->dcpl = H5I_INVALID_HID;
     if (!name)
@@ -294,6 +322,19 @@ done:
 
 /* ---- where the bytes are ------------------------------------------ */
 
+/* The axis k sits on when the chunk has the shape (1, ..., 1, k, whole,
+ * ..., whole), or -1 for any other shape. */
+static int range_split(const tensor *t, const hsize_t *chunk)
+{
+    int split = t->rank - 1;
+    while (split > 0 && chunk[split] == t->dims[split])
+        split--;
+    for (int i = 0; i < split; i++)
+        if (chunk[i] != 1)
+            return -1;
+    return split;
+}
+
 /* HDF5 before 1.14.4 reports chunk addresses without the userblock
  * (HDFGroup/hdf5#3003), while H5Dget_offset includes it. */
 static hsize_t chunk_address_bias(tsnap_reader *r)
@@ -321,18 +362,15 @@ static tsnap_map_status locate_chunks(tsnap_reader *r, tensor *t, uint64_t *offs
     hsize_t nchunks = 0, expect = 1, chunk_bytes, first = 0;
     hid_t space = H5I_INVALID_HID;
     tsnap_map_status st = TSNAP_MAP_OK;
-    int rank = t->rank, split = rank - 1;
+    int rank = t->rank, split;
     size_t elem = H5Tget_size(t->ftype);
 
     if (H5Pget_chunk(t->dcpl, rank, chunk) != rank)
         return TSNAP_MAP_LAYOUT;
     /* Chunks in index order are in data order only for chunk shapes
      * (1, ..., 1, k, whole, ..., whole). */
-    while (split > 0 && chunk[split] == t->dims[split])
-        split--;
-    for (int i = 0; i < split; i++)
-        if (chunk[i] != 1)
-            return TSNAP_MAP_SCATTERED;
+    if ((split = range_split(t, chunk)) < 0)
+        return TSNAP_MAP_SCATTERED;
     uint64_t outer = 1;
     for (int i = 0; i < split; i++)
         outer *= t->dims[i];
@@ -346,6 +384,27 @@ static tsnap_map_status locate_chunks(tsnap_reader *r, tensor *t, uint64_t *offs
     for (int i = 0; i < rank; i++)
         chunk_bytes *= chunk[i];
 
+    /* With the implicit index (what HDF5 uses for early-allocated,
+     * unfiltered, fixed-size datasets) and the single-chunk index, HDF5
+     * itself finds chunk i at chunk 0's address + i x the chunk size: one
+     * lookup establishes where every chunk is.  Other indexes are asked
+     * chunk by chunk (a lookup in 1.10 walks the index: quadratic). */
+    H5D_chunk_index_t index;
+    if (H5Dget_chunk_index_type(t->dset, &index) >= 0 &&
+        (index == H5D_CHUNK_IDX_NONE || (index == H5D_CHUNK_IDX_SINGLE && expect == 1))) {
+        unsigned mask = 0;
+        haddr_t addr = HADDR_UNDEF;
+        hsize_t size = 0;
+        if (H5Dget_chunk_info_by_coord(t->dset, coord, &mask, &addr, &size) < 0 ||
+            addr == HADDR_UNDEF)
+            st = TSNAP_MAP_NOT_ALLOCATED;
+        else if (size != chunk_bytes)
+            st = TSNAP_MAP_SCATTERED;
+        else
+            *offset = addr + chunk_address_bias(r);
+        goto done;
+    }
+    H5Eclear2(H5E_DEFAULT);
     space = H5Dget_space(t->dset);
     if (space < 0 || H5Dget_num_chunks(t->dset, space, &nchunks) < 0) {
         st = TSNAP_MAP_NOT_ALLOCATED;
@@ -412,8 +471,13 @@ static tsnap_map_status locate(tsnap_reader *r, tensor *t, uint64_t *offset)
     } else {
         return TSNAP_MAP_LAYOUT;
     }
-    if (tsnap__file_size(r->path, &size) < 0 || size < *offset ||
-        size - *offset < t->nelems * t->itemsize)
+    struct stat st_file;
+    if (r->fd < 0)
+        return TSNAP_MAP_LAYOUT; /* another file driver: no descriptor to map through */
+    if (fstat(r->fd, &st_file) < 0)
+        return TSNAP_MAP_TRUNCATED;
+    size = (uint64_t)st_file.st_size;
+    if (size < *offset || size - *offset < t->nelems * t->itemsize)
         return TSNAP_MAP_TRUNCATED;
     return TSNAP_MAP_OK;
 }
@@ -446,71 +510,139 @@ static tsnap_codec codec_of(int filter)
     }
 }
 
+/* Bytes allocated in the file.  HDF5 counts them by walking the chunk
+ * index; with the implicit index every chunk of the grid is allocated at
+ * full size, so the product is the same number, found in no time. */
+static uint64_t stored_bytes(const tensor *t)
+{
+    H5D_chunk_index_t index;
+    hsize_t chunk[TSNAP_MAX_NDIM + 1];
+    if (H5Pget_layout(t->dcpl) == H5D_CHUNKED && H5Dget_chunk_index_type(t->dset, &index) >= 0 &&
+        index == H5D_CHUNK_IDX_NONE && H5Pget_chunk(t->dcpl, t->rank, chunk) == t->rank) {
+        uint64_t n = H5Tget_size(t->ftype);
+        for (int i = 0; i < t->rank; i++)
+            n *= (t->dims[i] + chunk[i] - 1) / chunk[i] * chunk[i];
+        return n;
+    }
+    H5Eclear2(H5E_DEFAULT);
+    return H5Dget_storage_size(t->dset);
+}
+
+/* Describes an open tensor (tsnap_reader_describe without the cache). */
+static void describe_open(tsnap_reader *r, tensor *t, tsnap_tensor_info *info);
+
 int tsnap_reader_describe(tsnap_reader *r, const char *name, tsnap_tensor_info *info)
 {
     tensor t;
     int err;
-    char *sum = NULL;
+    ptrdiff_t i;
 
     tsnap__begin();
     TSNAP_CHECK_ARG(r != NULL);
     TSNAP_CHECK_ARG(info != NULL);
     memset(info, 0, sizeof *info);
+    if (name && (i = find_name(r, name)) >= 0 && r->desc[i].done) {
+        *info = r->desc[i].info;
+        return 0;
+    }
     if ((err = tensor_open(r, name, &t)) < 0)
         return err;
-    info->dtype = t.dtype;
-    info->ndim = t.ndim;
-    for (int i = 0; i < t.ndim; i++)
-        info->shape[i] = (int64_t)t.dims[i];
-    if (H5Pget_layout(t.dcpl) == H5D_CHUNKED) {
+    describe_open(r, &t, info);
+    tensor_close(&t);
+    i = find_name(r, name);
+    r->desc[i].info = *info;
+    r->desc[i].done = true;
+    return 0;
+}
+
+static void describe_open(tsnap_reader *r, tensor *t, tsnap_tensor_info *info)
+{
+    char *sum = NULL;
+    const char *name = t->name;
+    info->dtype = t->dtype;
+    info->ndim = t->ndim;
+    for (int i = 0; i < t->ndim; i++)
+        info->shape[i] = (int64_t)t->dims[i];
+    if (H5Pget_layout(t->dcpl) == H5D_CHUNKED) {
         hsize_t chunk[TSNAP_MAX_NDIM + 1];
         info->chunked = 1;
-        if (H5Pget_chunk(t.dcpl, t.rank, chunk) == t.rank)
-            for (int i = 0; i < t.ndim; i++)
+        if (H5Pget_chunk(t->dcpl, t->rank, chunk) == t->rank)
+            for (int i = 0; i < t->ndim; i++)
                 info->chunk[i] = (int64_t)chunk[i];
     }
-    int nf = H5Pget_nfilters(t.dcpl);
+    int nf = H5Pget_nfilters(t->dcpl);
     for (int i = 0; i < nf && i < 8; i++) {
         unsigned flags, conf;
         size_t ncd = 0;
-        H5Z_filter_t id = H5Pget_filter2(t.dcpl, (unsigned)i, &flags, &ncd, NULL, 0, NULL, &conf);
+        H5Z_filter_t id = H5Pget_filter2(t->dcpl, (unsigned)i, &flags, &ncd, NULL, 0, NULL, &conf);
         info->filters[info->nfilters++] = (int)id;
         if (id == H5Z_FILTER_SHUFFLE)
             info->shuffle = 1;
         if (info->codec == TSNAP_CODEC_NONE)
             info->codec = codec_of((int)id);
     }
-    info->nbytes = t.nelems * t.itemsize;
-    info->stored_bytes = H5Dget_storage_size(t.dset);
-    info->big_endian = t.big_endian;
-    info->map_status = locate(r, &t, &info->offset);
+    info->nbytes = t->nelems * t->itemsize;
+    info->stored_bytes = stored_bytes(t);
+    info->big_endian = t->big_endian;
+    info->map_status = locate(r, t, &info->offset);
     if (info->map_status == TSNAP_MAP_OK || info->map_status == TSNAP_MAP_EMPTY)
         info->length = info->nbytes;
     else
         info->offset = 0;
-    if (tsnap__attr_read_string(t.dset, "tsnap_checksum", &sum, r->path, name) == 0 && sum &&
+    if (tsnap__attr_read_string(t->dset, "tsnap_checksum", &sum, r->path, name) == 0 && sum &&
         strlen(sum) < sizeof info->checksum)
         snprintf(info->checksum, sizeof info->checksum, "%s", sum);
     free(sum);
     tsnap__begin(); /* a missing or odd checksum attribute is not an error here */
-    tensor_close(&t);
     H5Eclear2(H5E_DEFAULT);
-    return 0;
 }
 
 /* ---- reading ------------------------------------------------------ */
 
-/* A hyperslab of a tensor, in logical dims. */
-typedef struct selection {
-    hsize_t start[TSNAP_MAX_NDIM + 1], count[TSNAP_MAX_NDIM + 1], step[TSNAP_MAX_NDIM + 1];
-    uint64_t nelems;
-} selection;
+/* The description of an open tensor: from the cache, or made now. */
+static const tsnap_tensor_info *described(tsnap_reader *r, tensor *t)
+{
+    struct described *d = &r->desc[find_name(r, t->name)];
+    if (!d->done) {
+        describe_open(r, t, &d->info);
+        d->done = true;
+    }
+    return &d->info;
+}
+
+/* A tensor as far as its description says, with no dataset open: enough
+ * for selections and for reading a flat tensor. */
+static void tensor_of_info(tsnap_reader *r, const char *name, const tsnap_tensor_info *info,
+                           tensor *t)
+{
+    memset(t, 0, sizeof *t);
+    t->path = r->path;
+    t->name = name;
+    t->dset = t->ftype = t->memtype = t->dcpl = H5I_INVALID_HID;
+    t->dtype = info->dtype;
+    t->itemsize = tsnap_dtype_size(info->dtype);
+    t->ndim = t->rank = info->ndim;
+    for (int i = 0; i < info->ndim; i++)
+        t->dims[i] = (hsize_t)info->shape[i];
+    t->nelems = info->nbytes / (t->itemsize ? t->itemsize : 1);
+}
+
+static bool is_flat(const tsnap_tensor_info *info) { return info->map_status == TSNAP_MAP_OK; }
+
+/* Chunks of shape (1, ..., 1, k, whole, ..., whole): each one a range of
+ * the C-order elements, in order. */
+static bool chunks_are_ranges(const tensor *t)
+{
+    hsize_t chunk[TSNAP_MAX_NDIM + 1];
+    return H5Pget_chunk(t->dcpl, t->rank, chunk) == t->rank && range_split(t, chunk) >= 0;
+}
 
 static int make_selection(tsnap_reader *r, const tensor *t, const int64_t *start,
                           const int64_t *count, const int64_t *step, selection *s)
 {
     memset(s, 0, sizeof *s);
     s->nelems = 1;
+    s->whole = true;
     if ((start == NULL) != (count == NULL))
         return tsnap__err(TSNAP_EINVAL, r->path, t->name,
                           "start and count must both be given or both be NULL");
@@ -533,6 +665,8 @@ static int make_selection(tsnap_reader *r, const tensor *t, const int64_t *start
         s->count[i] = (hsize_t)n;
         s->step[i] = (hsize_t)sp;
         s->nelems *= (uint64_t)n;
+        if (st != 0 || (uint64_t)n != t->dims[i] || (sp != 1 && n > 1))
+            s->whole = false;
     }
     if (t->pairs) {
         s->start[t->ndim] = 0;
@@ -618,12 +752,19 @@ int tsnap_reader_read(tsnap_reader *r, const char *name, const int64_t *start,
     tensor t;
     selection s;
     tsnap_view v;
+    const tsnap_tensor_info *info = NULL;
+    ptrdiff_t i;
     int err;
 
     tsnap__begin();
     TSNAP_CHECK_ARG(r != NULL);
-    if ((err = tensor_open(r, name, &t)) < 0)
+    /* A flat tensor described before is read with no dataset open. */
+    if (name && (i = find_name(r, name)) >= 0 && r->desc[i].done && is_flat(&r->desc[i].info)) {
+        info = &r->desc[i].info;
+        tensor_of_info(r, name, info, &t);
+    } else if ((err = tensor_open(r, name, &t)) < 0) {
         return err;
+    }
     if ((err = make_selection(r, &t, start, count, step, &s)) < 0 ||
         (err = tsnap__view_init(&v, dst, r->path, name)) < 0)
         goto done;
@@ -634,14 +775,27 @@ int tsnap_reader_read(tsnap_reader *r, const char *name, const int64_t *start,
         goto done;
     }
     bool same = v.ndim == t.ndim;
-    for (int i = 0; same && i < t.ndim; i++)
-        same = (uint64_t)v.shape[i] == s.count[i];
+    for (int k = 0; same && k < t.ndim; k++)
+        same = (uint64_t)v.shape[k] == s.count[k];
     if (!same) {
         err = tsnap__err(TSNAP_EINVAL, r->path, name,
                          "destination shape does not match the selection");
         goto done;
     }
-    if (v.contiguous)
+    if (s.nelems == 0)
+        goto done;
+    if (!info)
+        info = described(r, &t);
+    if (s.whole && is_flat(info)) {
+        err = tsnap__read_flat(&t, r->fd, info->offset, &v, NULL, tsnap_threads());
+        goto done;
+    }
+    if (t.dset < 0 && ((err = tensor_open(r, name, &t)) < 0 ||
+                       (err = make_selection(r, &t, start, count, step, &s)) < 0))
+        goto done;
+    if (tsnap__chunks_decodable(&t))
+        err = tsnap__read_chunks(&t, &s, &v, NULL, tsnap_threads());
+    else if (v.contiguous)
         err = read_contiguous(r, &t, &s, v.base);
     else
         err = read_blocks(r, &t, &s, scatter_block, &v);
@@ -685,7 +839,16 @@ static int verify_one(tsnap_reader *r, const char *name)
     if ((err = make_selection(r, &t, NULL, NULL, NULL, &s)) < 0)
         goto done;
     void *ctx[2] = {hash, &t};
-    if ((err = read_blocks(r, &t, &s, hash_block, ctx)) < 0) {
+    const tsnap_tensor_info *info = described(r, &t);
+    if (s.nelems == 0)
+        err = 0;
+    else if (is_flat(info))
+        err = tsnap__read_flat(&t, r->fd, info->offset, NULL, hash, tsnap_threads());
+    else if (tsnap__chunks_decodable(&t) && chunks_are_ranges(&t))
+        err = tsnap__read_chunks(&t, &s, NULL, hash, tsnap_threads());
+    else
+        err = read_blocks(r, &t, &s, hash_block, ctx);
+    if (err < 0) {
         char cause[512];
         snprintf(cause, sizeof cause, "%s", tsnap_errmsg());
         err = tsnap__err(TSNAP_ECHECKSUM, NULL, NULL, "%s (the data cannot be decoded)", cause);

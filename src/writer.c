@@ -2,12 +2,16 @@
  * writer.c - one snapshot file: create under a temporary name, put
  * tensors chunk by chunk, commit by rename.
  *
- * The data path of a put: the caller's strided memory is gathered one
- * chunk at a time into C order (or used in place when it already is),
- * hashed on the way, and written as exactly one chunk of the dataset.
+ * The data path of a put, one chunk at a time: the caller's memory is
+ * used in place when it already is the chunk's C-order bytes, else packed
+ * into a staging buffer; shuffled and compressed (codec.c); checksummed in
+ * order; written with H5Dwrite_chunk as exactly the chunk HDF5's filters
+ * would store.  Worker threads (pool.c) pack, compress and checksum while
+ * the calling thread writes, with a few chunks per thread in flight.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +23,23 @@
 #include "internal.h"
 
 #define CHUNK_BYTES_MAX ((size_t)2 << 30)
+#define WINDOW_MAX 64
 
 enum writer_state { W_OPEN, W_FAILED, W_DONE };
+
+/* Version 1 of tsnap_write_options: everything before `threads`. */
+#define OPTIONS_V1_SIZE offsetof(tsnap_write_options, threads)
+
+/* The buffers of one chunk in flight. */
+typedef struct slot {
+    tsnap_buf packed;   /* the chunk's C-order bytes, padded to full size */
+    tsnap_buf shuffled;
+    tsnap_buf encoded;
+    const void *logical; /* what the checksum reads: caller memory or packed */
+    const void *data;    /* what is written */
+    size_t len;
+    hsize_t offset[TSNAP_MAX_NDIM + 1];
+} slot;
 
 struct tsnap_writer {
     char *path; /* final name */
@@ -29,8 +48,7 @@ struct tsnap_writer {
     tsnap_write_options opts;
     char *producer;
     enum writer_state state;
-    void *buf; /* one chunk of packed elements */
-    size_t bufcap;
+    slot *slots; /* WINDOW_MAX, made on the first chunked put */
 };
 
 int tsnap_write_options_init(tsnap_write_options *opts, unsigned int version)
@@ -38,26 +56,55 @@ int tsnap_write_options_init(tsnap_write_options *opts, unsigned int version)
     static const tsnap_write_options defaults = TSNAP_WRITE_OPTIONS_INIT;
     tsnap__begin();
     TSNAP_CHECK_ARG(opts != NULL);
+    if (version == 1) {
+        memcpy(opts, &defaults, OPTIONS_V1_SIZE);
+        opts->version = 1;
+        return 0;
+    }
     if (version != TSNAP_WRITE_OPTIONS_VERSION)
         return tsnap__err(TSNAP_EINVAL, NULL, NULL, "unknown write options version %u", version);
     *opts = defaults;
     return 0;
 }
 
+/* The caller's options as the current version: a version 1 struct ends
+ * before `threads`, which then keeps its default. */
+static int upgrade_options(const tsnap_write_options *in, tsnap_write_options *out,
+                           const char *path)
+{
+    static const tsnap_write_options defaults = TSNAP_WRITE_OPTIONS_INIT;
+    *out = defaults;
+    if (!in)
+        return 0;
+    if (in->version == 1) {
+        memcpy(out, in, OPTIONS_V1_SIZE);
+    } else if (in->version == TSNAP_WRITE_OPTIONS_VERSION) {
+        *out = *in;
+    } else {
+        return tsnap__err(TSNAP_EINVAL, path, NULL, "unknown write options version %u",
+                          in->version);
+    }
+    out->version = TSNAP_WRITE_OPTIONS_VERSION;
+    return 0;
+}
+
 static int check_options(const tsnap_write_options *o, const char *path)
 {
-    if (o->version != TSNAP_WRITE_OPTIONS_VERSION)
-        return tsnap__err(TSNAP_EINVAL, path, NULL, "unknown write options version %u",
-                          o->version);
-    if (o->codec == TSNAP_CODEC_ZSTD || o->codec == TSNAP_CODEC_LZ4)
-        return tsnap__err(TSNAP_EINVAL, path, NULL,
-                          "codec %s is not available in this version of tsnap (use deflate)",
-                          o->codec == TSNAP_CODEC_ZSTD ? "zstd" : "lz4");
-    if (o->codec != TSNAP_CODEC_NONE && o->codec != TSNAP_CODEC_DEFLATE)
+    if (o->codec != TSNAP_CODEC_NONE && o->codec != TSNAP_CODEC_DEFLATE &&
+        o->codec != TSNAP_CODEC_ZSTD && o->codec != TSNAP_CODEC_LZ4)
         return tsnap__err(TSNAP_EINVAL, path, NULL, "unknown codec %d", (int)o->codec);
     if (o->codec == TSNAP_CODEC_DEFLATE && (o->level < 0 || o->level > 9))
         return tsnap__err(TSNAP_EINVAL, path, NULL, "deflate level %d is outside 0..9",
                           o->level);
+    if (o->codec == TSNAP_CODEC_ZSTD && (o->level < -7 || o->level > 22))
+        return tsnap__err(TSNAP_EINVAL, path, NULL, "zstd level %d is outside -7..22",
+                          o->level);
+    if ((o->codec == TSNAP_CODEC_LZ4 || o->codec == TSNAP_CODEC_NONE) && o->level != 0)
+        return tsnap__err(TSNAP_EINVAL, path, NULL, "%s takes no level (got %d)",
+                          o->codec == TSNAP_CODEC_LZ4 ? "lz4" : "no compression", o->level);
+    if (o->threads < 0 || o->threads > 256)
+        return tsnap__err(TSNAP_EINVAL, path, NULL, "threads %d is outside 0..256",
+                          o->threads);
     if (o->shuffle < -1 || o->shuffle > 1)
         return tsnap__err(TSNAP_EINVAL, path, NULL, "shuffle must be -1, 0 or 1");
     if (o->chunk_bytes > CHUNK_BYTES_MAX)
@@ -125,8 +172,8 @@ static int check_target(const char *path, const tsnap_write_options *o)
 
 int tsnap_writer_create(tsnap_writer **out, const char *path, const tsnap_write_options *opts)
 {
-    static const tsnap_write_options defaults = TSNAP_WRITE_OPTIONS_INIT;
     tsnap_writer *w = NULL;
+    tsnap_write_options o;
     hid_t fapl = H5I_INVALID_HID;
     int err;
 
@@ -134,10 +181,11 @@ int tsnap_writer_create(tsnap_writer **out, const char *path, const tsnap_write_
     TSNAP_CHECK_ARG(out != NULL);
     *out = NULL;
     TSNAP_CHECK_ARG(path != NULL && *path != '\0');
-    if (!opts)
-        opts = &defaults;
-    if ((err = check_options(opts, path)) < 0 || (err = check_target(path, opts)) < 0)
+    if ((err = upgrade_options(opts, &o, path)) < 0 || (err = check_options(&o, path)) < 0 ||
+        (err = check_target(path, &o)) < 0)
         return err;
+    opts = &o;
+    tsnap__filters_register();
 
     w = calloc(1, sizeof *w);
     if (!w)
@@ -147,8 +195,10 @@ int tsnap_writer_create(tsnap_writer **out, const char *path, const tsnap_write_
     w->opts = *opts;
     if (!w->opts.chunk_bytes)
         w->opts.chunk_bytes = TSNAP_DEFAULT_CHUNK_BYTES;
-    if (w->opts.codec == TSNAP_CODEC_DEFLATE && w->opts.level == 0)
-        w->opts.level = 1;
+    if (w->opts.level == 0)
+        w->opts.level = tsnap__codec_default_level(w->opts.codec);
+    if (w->opts.threads == 0)
+        w->opts.threads = tsnap_threads();
     w->path = strdup(path);
     w->producer = strdup(opts->producer ? opts->producer : "tsnap " TSNAP_VERSION_STRING);
     w->opts.producer = w->producer;
@@ -223,6 +273,17 @@ static int check_free_name(tsnap_writer *w, const char *name)
     return 0;
 }
 
+/* Shuffle runs on the HDF5 element: for complex32 one float16. */
+static size_t file_elem_size(const tsnap_view *v)
+{
+    return v->dtype == TSNAP_COMPLEX32 ? 2 : v->itemsize;
+}
+
+static bool use_shuffle(const tsnap_writer *w, const tsnap_view *v)
+{
+    return w->opts.shuffle == 1 || (w->opts.shuffle == -1 && file_elem_size(v) > 1);
+}
+
 /* The dataset creation properties: layout, chunking, filters. */
 static hid_t make_dcpl(const tsnap_writer *w, const tsnap_view *v, int rank, const hsize_t *dims,
                        int64_t *chunk)
@@ -251,10 +312,15 @@ static hid_t make_dcpl(const tsnap_writer *w, const tsnap_view *v, int rank, con
             goto fail;
         return dcpl;
     }
-    bool shuffle = w->opts.shuffle == 1 || (w->opts.shuffle == -1 && v->itemsize > 1);
-    if (shuffle && H5Pset_shuffle(dcpl) < 0)
+    if (use_shuffle(w, v) && H5Pset_shuffle(dcpl) < 0)
         goto fail;
-    if (H5Pset_deflate(dcpl, (unsigned)w->opts.level) < 0)
+    /* The codecs as h5py writes them (hdf5plugin's filters are optional,
+     * with the level or the lz4 block size, 0: the default, as cd_values). */
+    unsigned cd = (unsigned)w->opts.level;
+    if (w->opts.codec == TSNAP_CODEC_DEFLATE ? H5Pset_deflate(dcpl, cd) < 0
+        : w->opts.codec == TSNAP_CODEC_ZSTD
+            ? H5Pset_filter(dcpl, TSNAP_ZSTD_FILTER_ID, H5Z_FLAG_OPTIONAL, 1, &cd) < 0
+            : H5Pset_filter(dcpl, TSNAP_LZ4_FILTER_ID, H5Z_FLAG_OPTIONAL, 1, &cd) < 0)
         goto fail;
     return dcpl;
 fail:
@@ -262,98 +328,139 @@ fail:
     return H5I_INVALID_HID;
 }
 
-static int grow_buf(tsnap_writer *w, size_t bytes, const char *name)
+/* One tensor's chunks: the geometry of the chunk rule and what the
+ * steps of the job share. */
+typedef struct put_job {
+    tsnap_writer *w;
+    const char *name;
+    const tsnap_view *v;
+    hid_t dset;
+    XXH3_state_t *hash;
+    bool shuffle;
+    size_t elem;          /* HDF5 element size (shuffle) */
+    int rank, split;      /* file rank; the axis the chunk rule splits */
+    uint64_t inner;       /* logical elements of one index of `split` */
+    uint64_t nsplit;      /* chunks along `split` */
+    uint64_t k;           /* chunk length along `split` */
+    size_t chunk_bytes;   /* bytes of a full chunk */
+} put_job;
+
+/* Work: the bytes of chunk `item`, packed, padded, shuffled, compressed. */
+static int put_work(void *ctx, uint64_t item, unsigned si)
 {
-    void *p;
-    if (bytes <= w->bufcap)
+    put_job *j = ctx;
+    const tsnap_view *v = j->v;
+    slot *sl = &j->w->slots[si];
+    uint64_t o = item / j->nsplit, k0 = (item % j->nsplit) * j->k;
+    uint64_t k = (uint64_t)v->shape[j->split] - k0 < j->k ? (uint64_t)v->shape[j->split] - k0
+                                                           : j->k;
+    uint64_t first = (o * (uint64_t)v->shape[j->split] + k0) * j->inner, n = k * j->inner;
+    size_t bytes = (size_t)(n * v->itemsize);
+    const uint8_t *chunk;
+
+    /* Where the chunk starts in the file's dims (complex32's pair axis,
+     * the last, starts at 0). */
+    uint64_t rest = o;
+    memset(sl->offset, 0, sizeof sl->offset);
+    for (int i = j->split - 1; i >= 0; i--) {
+        sl->offset[i] = rest % (uint64_t)v->shape[i];
+        rest /= (uint64_t)v->shape[i];
+    }
+    sl->offset[j->split] = k0;
+
+    if (v->contiguous && v->dtype != TSNAP_BOOL && bytes == j->chunk_bytes) {
+        chunk = (const uint8_t *)v->base + first * v->itemsize; /* in place */
+    } else {
+        if (tsnap__buf_reserve(&sl->packed, j->chunk_bytes) < 0)
+            return tsnap__err(TSNAP_ENOMEM, j->w->path, j->name,
+                              "out of memory for a %zu-byte chunk", j->chunk_bytes);
+        if (v->contiguous)
+            memcpy(sl->packed.p, v->base + first * v->itemsize, bytes);
+        else
+            tsnap__gather(v, first, n, sl->packed.p);
+        if (v->dtype == TSNAP_BOOL) /* HDF5's enum holds 0 and 1 only */
+            for (size_t i = 0; i < bytes; i++)
+                ((uint8_t *)sl->packed.p)[i] = ((uint8_t *)sl->packed.p)[i] != 0;
+        /* HDF5 stores an edge chunk at full size; the rest is padding. */
+        memset((uint8_t *)sl->packed.p + bytes, 0, j->chunk_bytes - bytes);
+        chunk = sl->packed.p;
+    }
+    sl->logical = chunk;
+    sl->data = chunk;
+    sl->len = j->chunk_bytes;
+    if (j->w->opts.codec == TSNAP_CODEC_NONE)
         return 0;
-    p = malloc(bytes);
-    if (!p)
-        return tsnap__err(TSNAP_ENOMEM, w->path, name, "out of memory for a %zu-byte chunk",
-                          bytes);
-    free(w->buf);
-    w->buf = p;
-    w->bufcap = bytes;
+    if (j->shuffle) {
+        if (tsnap__buf_reserve(&sl->shuffled, j->chunk_bytes) < 0)
+            return tsnap__err(TSNAP_ENOMEM, j->w->path, j->name,
+                              "out of memory for a %zu-byte chunk", j->chunk_bytes);
+        tsnap__shuffle(sl->shuffled.p, chunk, j->chunk_bytes, j->elem, false);
+        chunk = sl->shuffled.p;
+    }
+    size_t cap = tsnap__codec_bound(j->w->opts.codec, j->chunk_bytes);
+    int err;
+    if (tsnap__buf_reserve(&sl->encoded, cap) < 0)
+        return tsnap__err(TSNAP_ENOMEM, j->w->path, j->name,
+                          "out of memory for a %zu-byte chunk", cap);
+    if ((err = tsnap__codec_encode(j->w->opts.codec, j->w->opts.level, chunk, j->chunk_bytes,
+                                   sl->encoded.p, cap, &sl->len)) < 0)
+        return tsnap__err(err, j->w->path, j->name, "compressing chunk %llu failed",
+                          (unsigned long long)item);
+    sl->data = sl->encoded.p;
     return 0;
 }
 
-/* The C-order bytes of logical elements [first, first+n): in place when
- * the caller's memory already is that, otherwise packed into w->buf. */
-static const void *packed_elements(tsnap_writer *w, const tsnap_view *v, uint64_t first,
-                                   uint64_t n)
+/* Serial: the checksum reads the logical bytes, padding left out. */
+static int put_hash(void *ctx, uint64_t item, unsigned si)
 {
-    if (v->contiguous && v->dtype != TSNAP_BOOL)
-        return v->base + first * v->itemsize;
-    tsnap__gather(v, first, n, w->buf);
-    if (v->dtype == TSNAP_BOOL) /* HDF5's enum holds 0 and 1 only */
-        for (uint64_t i = 0; i < n; i++)
-            ((uint8_t *)w->buf)[i] = ((uint8_t *)w->buf)[i] != 0;
-    return w->buf;
+    put_job *j = ctx;
+    uint64_t k0 = (item % j->nsplit) * j->k, len = (uint64_t)j->v->shape[j->split] - k0;
+    if (len > j->k)
+        len = j->k;
+    XXH3_64bits_update(j->hash, j->w->slots[si].logical,
+                       (size_t)(len * j->inner * j->v->itemsize));
+    return 0;
+}
+
+/* Consume: the chunk goes to the file as stored bytes, all filters
+ * applied (mask 0). */
+static int put_write(void *ctx, uint64_t item, unsigned si)
+{
+    put_job *j = ctx;
+    slot *sl = &j->w->slots[si];
+    if (H5Dwrite_chunk(j->dset, H5P_DEFAULT, 0, sl->offset, sl->len, sl->data) < 0)
+        return tsnap__h5err(TSNAP_EIO, j->w->path, j->name, "writing chunk %llu failed",
+                            (unsigned long long)item);
+    return 0;
 }
 
 /* Writes every chunk of the tensor in order, hashing as it goes. */
-static int write_chunks(tsnap_writer *w, hid_t dset, hid_t mtype, const tsnap_view *v, int rank,
-                        const hsize_t *dims, const int64_t *chunk, XXH3_state_t *hash,
-                        const char *name)
+static int write_chunks(tsnap_writer *w, hid_t dset, const tsnap_view *v, int rank,
+                        const int64_t *chunk, XXH3_state_t *hash, const char *name)
 {
-    hid_t fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
-    hsize_t start[TSNAP_MAX_NDIM + 1] = {0}, count[TSNAP_MAX_NDIM + 1];
-    int split = v->ndim - 1, err = 0;
-    uint64_t inner = 1, outer = 1, nsplit;
+    put_job j = {w, name, v, dset, hash, use_shuffle(w, v), file_elem_size(v), rank,
+                 v->ndim - 1, 1, 1, 1, 0};
+    uint64_t outer = 1;
 
     /* The chunk rule makes axes after `split` whole, `split` hold k and
      * axes before it 1: find the first axis after which all are whole. */
-    while (split > 0 && chunk[split] == v->shape[split])
-        split--;
-    for (int i = 0; i < split; i++)
+    while (j.split > 0 && chunk[j.split] == v->shape[j.split])
+        j.split--;
+    for (int i = 0; i < j.split; i++)
         outer *= (uint64_t)v->shape[i];
-    for (int i = split + 1; i < v->ndim; i++)
-        inner *= (uint64_t)v->shape[i];
-    nsplit = ((uint64_t)v->shape[split] + (uint64_t)chunk[split] - 1) / (uint64_t)chunk[split];
+    for (int i = j.split + 1; i < v->ndim; i++)
+        j.inner *= (uint64_t)v->shape[i];
+    j.k = (uint64_t)chunk[j.split];
+    j.nsplit = ((uint64_t)v->shape[j.split] + j.k - 1) / j.k;
+    j.chunk_bytes = (size_t)(j.k * j.inner * v->itemsize);
 
-    if ((err = grow_buf(w, (size_t)((uint64_t)chunk[split] * inner * v->itemsize), name)) < 0)
-        return err;
-    fspace = H5Dget_space(dset);
-    if (fspace < 0)
-        return tsnap__h5err(TSNAP_EIO, w->path, name, "cannot get the dataspace");
-
-    for (int i = 0; i < rank; i++)
-        count[i] = dims[i];
-    for (uint64_t o = 0; o < outer && !err; o++) {
-        uint64_t rest = o;
-        for (int i = split - 1; i >= 0; i--) {
-            start[i] = rest % (uint64_t)v->shape[i];
-            rest /= (uint64_t)v->shape[i];
-            count[i] = 1;
-        }
-        for (uint64_t j = 0; j < nsplit; j++) {
-            uint64_t k0 = j * (uint64_t)chunk[split];
-            uint64_t k = (uint64_t)v->shape[split] - k0;
-            if (k > (uint64_t)chunk[split])
-                k = (uint64_t)chunk[split];
-            uint64_t first = (o * (uint64_t)v->shape[split] + k0) * inner, n = k * inner;
-            const void *src = packed_elements(w, v, first, n);
-
-            XXH3_64bits_update(hash, src, (size_t)(n * v->itemsize));
-            start[split] = k0;
-            count[split] = k;
-            /* The memory space has the selection's shape: HDF5 then moves
-             * it as one block instead of element by element. */
-            mspace = H5Screate_simple(rank, count, NULL);
-            if (mspace < 0 ||
-                H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-                H5Dwrite(dset, mtype, mspace, fspace, H5P_DEFAULT, src) < 0) {
-                err = tsnap__h5err(TSNAP_EIO, w->path, name, "writing chunk %llu failed",
-                                   (unsigned long long)(o * nsplit + j));
-                break;
-            }
-            H5Sclose(mspace);
-            mspace = H5I_INVALID_HID;
-        }
-    }
-    tsnap__h5close(mspace);
-    H5Sclose(fspace);
-    return err;
+    if (!w->slots && !(w->slots = calloc(WINDOW_MAX, sizeof *w->slots)))
+        return tsnap__err(TSNAP_ENOMEM, w->path, name, "out of memory");
+    unsigned threads = (unsigned)w->opts.threads;
+    tsnap_job_spec spec = {outer * j.nsplit, threads + 1 < WINDOW_MAX ? threads + 1 : WINDOW_MAX,
+                           threads, NULL, put_work, w->opts.checksum ? put_hash : NULL,
+                           put_write, &j};
+    return tsnap__job_run(&spec);
 }
 
 int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor)
@@ -401,17 +508,17 @@ int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor)
         goto done;
     }
     if (v.nelems > 0) {
-        if (v.ndim == 0) {
-            const void *src;
-            if ((err = grow_buf(w, v.itemsize, name)) < 0)
-                goto fail;
-            src = packed_elements(w, &v, 0, 1);
-            XXH3_64bits_update(hash, src, v.itemsize);
-            if (H5Dwrite(dset, ftype, H5S_ALL, H5S_ALL, H5P_DEFAULT, src) < 0) {
+        if (v.ndim == 0) { /* contiguous: one element, bool normalised */
+            uint8_t one[16];
+            tsnap__gather(&v, 0, 1, one);
+            if (v.dtype == TSNAP_BOOL)
+                one[0] = one[0] != 0;
+            XXH3_64bits_update(hash, one, v.itemsize);
+            if (H5Dwrite(dset, ftype, H5S_ALL, H5S_ALL, H5P_DEFAULT, one) < 0) {
                 err = tsnap__h5err(TSNAP_EIO, w->path, name, "writing failed");
                 goto fail;
             }
-        } else if ((err = write_chunks(w, dset, ftype, &v, rank, dims, chunk, hash, name)) < 0) {
+        } else if ((err = write_chunks(w, dset, &v, rank, chunk, hash, name)) < 0) {
             goto fail;
         }
     }
@@ -687,7 +794,14 @@ void tsnap_writer_free(tsnap_writer *w)
         return;
     if (w->state != W_DONE)
         discard(w);
-    free(w->buf);
+    if (w->slots) {
+        for (int i = 0; i < WINDOW_MAX; i++) {
+            tsnap__buf_release(&w->slots[i].packed);
+            tsnap__buf_release(&w->slots[i].shuffled);
+            tsnap__buf_release(&w->slots[i].encoded);
+        }
+        free(w->slots);
+    }
     free(w->tmp);
     free(w->path);
     free(w->producer);

@@ -15,7 +15,7 @@ ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 APT_PACKAGES=(build-essential cmake pkg-config libhdf5-dev hdf5-tools libcunit1-dev
-              libxxhash-dev libzstd-dev liblz4-dev libdlpack-dev zlib1g-dev
+              libxxhash-dev libdeflate-dev libzstd-dev liblz4-dev libdlpack-dev zlib1g-dev
               python3-venv python3-dev)
 BASE_PYTHON=/usr/bin/python3   # Debian's, whatever else is first on PATH
 VENV=$ROOT/.venv

@@ -185,7 +185,30 @@ static PyObject *set_errors(PyObject *mod, PyObject *table)
     Py_RETURN_NONE;
 }
 
+static PyObject *get_threads(PyObject *mod, PyObject *unused)
+{
+    (void)mod;
+    (void)unused;
+    return PyLong_FromLong(tsnap_threads());
+}
+
+static PyObject *set_threads(PyObject *mod, PyObject *arg)
+{
+    long n = PyLong_AsLong(arg);
+    int err;
+    (void)mod;
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < INT_MIN || n > INT_MAX)
+        n = -1;
+    if ((err = tsnap_set_threads((int)n)) < 0)
+        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"threads", get_threads, METH_NOARGS, "threads() -> the number of threads calls use"},
+    {"set_threads", set_threads, METH_O, "set_threads(n): 1..256, or 0 for the default"},
     {"set_errors", set_errors, METH_O,
      "set_errors(dict)\n\nThe exception classes to raise, by role (called once by tsnap)."},
     {NULL, NULL, 0, NULL},

@@ -24,16 +24,16 @@ static void writer_release(WriterObject *self)
 static int writer_init(WriterObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"path", "codec", "level", "shuffle", "chunk_bytes", "checksum",
-                             "durable", "overwrite", "producer", NULL};
+                             "durable", "overwrite", "producer", "threads", NULL};
     tsnap_write_options opts = TSNAP_WRITE_OPTIONS_INIT;
     PyObject *path = NULL;
     int codec = TSNAP_CODEC_NONE, checksum = 1, durable = 1, overwrite = 1, err;
     Py_ssize_t chunk_bytes = 0;
     const char *producer = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&|iiinpppz", kwlist, PyUnicode_FSConverter,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&|iiinpppzi", kwlist, PyUnicode_FSConverter,
                                      &path, &codec, &opts.level, &opts.shuffle, &chunk_bytes,
-                                     &checksum, &durable, &overwrite, &producer))
+                                     &checksum, &durable, &overwrite, &producer, &opts.threads))
         return -1;
     if (chunk_bytes < 0) {
         Py_DECREF(path);
@@ -203,7 +203,7 @@ PyTypeObject tsnap_ext_WriterType = {
     .tp_dealloc = (destructor)writer_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Writer(path, codec=0, level=0, shuffle=-1, chunk_bytes=0, checksum=True, "
-              "durable=True, overwrite=True, producer=None)",
+              "durable=True, overwrite=True, producer=None, threads=0)",
     .tp_methods = writer_methods,
     .tp_init = (initproc)writer_init,
     .tp_new = PyType_GenericNew,

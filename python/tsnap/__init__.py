@@ -16,7 +16,23 @@ _core.set_errors(errors.classes())
 
 __version__ = _core.version
 
+
+def get_threads():
+    """The number of threads that compress, decompress and checksum chunks
+    (the last set_threads(), else env TSNAP_NUM_THREADS, else the cores)."""
+    return _core.threads()
+
+
+def set_threads(n):
+    """Sets the number of threads tsnap uses from now on (1..256); 0 or None
+    restores the default."""
+    if n is None:
+        n = 0
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 256:
+        raise errors.ValueError(f"threads must be an int in 0..256, not {n!r}")
+    _core.set_threads(n)
+
 __all__ = [
-    "save", "load", "open", "verify", "File", "Tensor",
+    "save", "load", "open", "verify", "File", "Tensor", "get_threads", "set_threads",
     "Error", "FormatError", "IntegrityError", "NotMappableError", "CudaError", "errors",
 ]

@@ -75,14 +75,17 @@ def _attr(path, key, value):
 
 
 def save(path, tensors, *, attrs=None, compression=None, checksum=True, chunk_bytes=None,
-         durable=True):
+         durable=True, threads=None):
     """Writes `tensors` (a mapping of names to arrays) as one snapshot file.
 
     Values may be NumPy arrays (any strides and byte order), anything
     ``np.asarray`` takes, or objects with ``__dlpack__``.  A name with '/'
     nests groups.  `attrs` become root attributes (numbers, strings, small
     arrays; "step" an integer, "time" a real).  `compression` is None,
-    "deflate", "zstd", "lz4" or (name, level).  The file appears under
+    "deflate" (h5py reads it as is), "zstd" or "lz4" (h5py reads them with
+    hdf5plugin), or (name, level): deflate 1..9, zstd -7..22; the default
+    level is 1.  Chunks are compressed by `threads` threads (default
+    tsnap.get_threads()) while the file is written.  The file appears under
     `path` only once complete (written under a temporary name, then
     renamed); with durable=True (the default) it is also fsync'ed, and so
     is its directory.  An existing file under `path` is replaced.
@@ -96,11 +99,16 @@ def save(path, tensors, *, attrs=None, compression=None, checksum=True, chunk_by
         chunk_bytes = 0
     elif not isinstance(chunk_bytes, numbers.Integral) or chunk_bytes <= 0:
         raise errors.ValueError(f"{path}: chunk_bytes must be a positive int, not {chunk_bytes!r}")
+    if threads is None:
+        threads = 0
+    elif (not isinstance(threads, numbers.Integral) or isinstance(threads, bool)
+          or not 1 <= threads <= 256):
+        raise errors.ValueError(f"{path}: threads must be an int in 1..256, not {threads!r}")
     items = [(name, *_tensor(path, name, value)) for name, value in tensors.items()]
     root = [(key, *_attr(path, key, value)) for key, value in (attrs or {}).items()]
 
     writer = _core.Writer(path, codec=codec, level=level, chunk_bytes=int(chunk_bytes),
-                          checksum=bool(checksum), durable=bool(durable))
+                          checksum=bool(checksum), durable=bool(durable), threads=int(threads))
     try:
         for name, kind, value, code in items:
             if kind == "array":

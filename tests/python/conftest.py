@@ -51,6 +51,10 @@ VARIANTS = {
     "deflate": ["--deflate"],
     "deflate-small-chunks": ["--deflate", "--chunk-bytes", "256"],
     "deflate-level9": ["--deflate", "--level", "9", "--chunk-bytes", "1000"],
+    "zstd": ["--codec", "zstd"],
+    "zstd-small-chunks": ["--codec", "zstd", "--level", "7", "--chunk-bytes", "256"],
+    "lz4": ["--codec", "lz4"],
+    "lz4-small-chunks": ["--codec", "lz4", "--chunk-bytes", "256"],
 }
 # Variants used by one test only (not in the dtype x shape x variant grid).
 EXTRA_VARIANTS = {
@@ -203,6 +207,9 @@ PY_STORAGES = {
     "plain-small-chunks": (None, 256),
     "deflate": ("deflate", None),
     "deflate9-small-chunks": (("deflate", 9), 1000),
+    "zstd-small-chunks": ("zstd", 200),
+    "lz4-small-chunks": ("lz4", 200),
+    "zstd19": (("zstd", 19), None),
 }
 
 

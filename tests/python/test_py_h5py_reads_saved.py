@@ -3,6 +3,7 @@ odd shapes and memory layouts comes back from h5py with the documented NumPy
 dtype, the documented HDF5 type, the same values, its `tsnap_dtype` name and
 the xxh3-64 checksum of its logical C-order bytes."""
 import h5py
+import hdf5plugin  # noqa: F401  (zstd and lz4 for h5py, as a user reads them)
 import ml_dtypes
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from pyhelpers import DTYPES, LAYOUTS, ML_DTYPES, SHAPES, layout_applies, le_byt
 GRID = [(d, s, lay) for d in DTYPES for s in SHAPES for lay in LAYOUTS if layout_applies(lay, d)]
 GRID_IDS = ["-".join(p) for p in GRID]
 STORED = [(d, s, st) for d in DTYPES for s in SHAPES
-          for st in ("plain-small-chunks", "deflate", "deflate9-small-chunks")]
+          for st in ("plain-small-chunks", "deflate", "deflate9-small-chunks", "zstd-small-chunks",
+                     "lz4-small-chunks", "zstd19")]
 STORED_IDS = ["-".join(p) for p in STORED]
 
 
@@ -60,29 +62,38 @@ def test_each_saved_dataset_carries_its_dtype_name_and_the_checksum_of_its_c_ord
         assert attrs["tsnap_checksum"] == oracle.checksum(le_bytes(snap.array))
 
 
+# The filter each storage's codec writes: deflate h5py reads with no
+# plug-in, zstd and lz4 with hdf5plugin's.
+CODEC_FILTER = {"deflate": 1, "zstd": 32015, "lz4": 32004}
+
+
 @pytest.mark.parametrize("dtype,shape,storage", STORED, ids=STORED_IDS)
-def test_h5py_reads_chunked_and_deflated_tensors_with_no_plugin(py_saved, dtype, shape,
-                                                                  storage):
+def test_h5py_reads_chunked_and_compressed_tensors(py_saved, dtype, shape, storage):
     snap = py_saved(dtype, shape, "c", storage)
     with h5py.File(snap.path, "r") as f:
         ds = f[snap.name]
         got = np.asarray(ds[()])
         size = ds.size
         chunks, compression, level = ds.chunks, ds.compression, ds.compression_opts
+        dcpl = ds.id.get_create_plist()
+        filters = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
         assert ds.attrs["tsnap_checksum"] == oracle.checksum(le_bytes(snap.array))
     want = oracle.expected_h5py_array(dtype, le_bytes(snap.array), SHAPES[shape])
     oracle.assert_same_values(got, want, f"{dtype} {shape} {storage}")
     if size == 0 or SHAPES[shape] == ():
-        assert chunks is None and compression is None, "0-d and empty tensors are contiguous"
+        assert chunks is None and not filters, "0-d and empty tensors are contiguous"
         return
     assert chunks is not None, "a tensor of one or more elements is chunked"
-    if storage.startswith("deflate"):
+    codec = next((c for c in CODEC_FILTER if storage.startswith(c)), None)
+    if codec == "deflate":
         assert compression == "gzip"
         assert level == (9 if storage.startswith("deflate9") else 1)
+    if codec is None:
+        assert not filters
     else:
-        assert compression is None
+        assert filters[-1] == CODEC_FILTER[codec]
     if storage.endswith("small-chunks"):
-        target = 256 if storage.startswith("plain") else 1000
+        target = {"plain": 256, "deflate9": 1000}.get(storage.split("-")[0], 200)
         itemsize = oracle.DTYPES[dtype][0]
         assert int(np.prod(chunks)) * itemsize <= max(target, itemsize), (
             f"chunk {chunks} is within chunk_bytes={target}")

@@ -4,6 +4,7 @@ step, Ellipsis, mixes) on chunked compressed and uncompressed tensors, 0-d
 and empty tensors; reads only the chunks the key needs; refuses keys NumPy
 basic indexing does not have."""
 import h5py
+import hdf5plugin  # noqa: F401  (zstd and lz4 for h5py, as a user reads them)
 import numpy as np
 import pytest
 
@@ -20,6 +21,10 @@ TENSORS = {
     "u8-rank5": ("uint8", (2, 3, 1, 4, 3), None, 16),
     "f32-0d": ("float32", (), None, None),
     "i8-empty": ("int8", (4, 0, 3), None, None),
+    "f32-3d-zstd": ("float32", (11, 9, 7), "zstd", 200),
+    "c128-2d-lz4": ("complex128", (19, 6), "lz4", 48),
+    "u16-3d-zstd-one-chunk": ("uint16", (5, 4, 3), ("zstd", 5), None),
+    "f8-2d-lz4": ("float8_e5m2", (31, 3), "lz4", 16),
 }
 NKEYS = 24
 

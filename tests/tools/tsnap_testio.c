@@ -1,7 +1,7 @@
 /*
  * tsnap_testio - a test helper that drives the public C API for pytest.
  *
- *   tsnap_testio write OUT.h5 DIR [--deflate] [--level L] [--chunk-bytes N]
+ *   tsnap_testio write OUT.h5 DIR [--codec C | --deflate] [--level L] [--chunk-bytes N]
  *                                 [--seed S] [--no-checksum]
  *       Writes one tensor per tsnap dtype and shape case with random data
  *       (never all zeros), root and dataset attributes, and commits.  Into
@@ -17,7 +17,7 @@
  *       differ from the read, or a strided hyperslab read that differs from
  *       the whole read, fails the run (exit 3).
  *
- *   tsnap_testio roundtrip DIR [--deflate] [--chunk-bytes N] [--seed S]
+ *   tsnap_testio roundtrip DIR [--codec C | --deflate] [--chunk-bytes N] [--seed S]
  *       write then read, and compares every tensor's bytes with the
  *       expected ones (a check that needs no Python; run by CTest).
  *
@@ -392,10 +392,12 @@ static const char *extra_name(size_t i)
     return longname;
 }
 
+static const char *codec_name(tsnap_codec c);
+
 typedef struct write_args {
     const char *out;
     const char *dir;
-    int deflate;
+    tsnap_codec codec;
     int level;
     size_t chunk_bytes;
     int checksum;
@@ -406,7 +408,15 @@ static int parse_write_flags(int argc, char **argv, int i, write_args *a)
 {
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--deflate"))
-            a->deflate = 1;
+            a->codec = TSNAP_CODEC_DEFLATE;
+        else if (!strcmp(argv[i], "--codec") && i + 1 < argc) {
+            const char *c = argv[++i];
+            if (!strcmp(c, "none")) a->codec = TSNAP_CODEC_NONE;
+            else if (!strcmp(c, "deflate")) a->codec = TSNAP_CODEC_DEFLATE;
+            else if (!strcmp(c, "zstd")) a->codec = TSNAP_CODEC_ZSTD;
+            else if (!strcmp(c, "lz4")) a->codec = TSNAP_CODEC_LZ4;
+            else return -1;
+        }
         else if (!strcmp(argv[i], "--no-checksum"))
             a->checksum = 0;
         else if (!strcmp(argv[i], "--level") && i + 1 < argc)
@@ -484,7 +494,7 @@ static int cmd_write(const write_args *a)
     int err = tsnap_write_options_init(&opts, TSNAP_WRITE_OPTIONS_VERSION);
     if (err < 0)
         die_lib(err, "tsnap_write_options_init");
-    opts.codec = a->deflate ? TSNAP_CODEC_DEFLATE : TSNAP_CODEC_NONE;
+    opts.codec = a->codec;
     opts.level = a->level;
     opts.chunk_bytes = a->chunk_bytes;
     opts.checksum = a->checksum;
@@ -496,7 +506,7 @@ static int cmd_write(const write_args *a)
 
     fprintf(man, "{\"kind\":\"file\",\"seed\":%" PRIu64 ",\"codec\":\"%s\",\"level\":%d,"
                  "\"chunk_bytes\":%zu,\"checksum\":%d}\n",
-            seed, a->deflate ? "deflate" : "none", a->level,
+            seed, codec_name(a->codec), a->level,
             a->chunk_bytes ? a->chunk_bytes : TSNAP_DEFAULT_CHUNK_BYTES, a->checksum);
 
     for (size_t di = 0; di < NDTYPES; di++) {
@@ -1057,10 +1067,10 @@ static int cmd_roundtrip(const write_args *a)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: %s write OUT.h5 DIR [--deflate] [--level L] [--chunk-bytes N] [--seed S]"
+            "usage: %s write OUT.h5 DIR [--codec none|deflate|zstd|lz4] [--level L] [--chunk-bytes N] [--seed S]"
             " [--no-checksum]\n"
             "       %s read IN.h5 DIR\n"
-            "       %s roundtrip DIR [--deflate] [--chunk-bytes N] [--seed S]\n",
+            "       %s roundtrip DIR [--codec C] [--chunk-bytes N] [--seed S]\n",
             g_prog, g_prog, g_prog);
     exit(2);
 }

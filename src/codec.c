@@ -1,0 +1,436 @@
+/*
+ * codec.c - one chunk through the filters tsnap implements itself, in
+ * exactly the byte formats of the HDF5 filters, so that the same chunk
+ * reads through HDF5 (h5py, h5dump) as through tsnap:
+ *
+ *   shuffle (2)   byte transpose by element size, before the codec;
+ *   deflate (1)   one zlib stream (RFC 1950), by libdeflate;
+ *   zstd (32015)  one zstd frame that records its content size;
+ *   lz4 (32004)   the HDF5 plug-in's framing: u64 BE chunk size, u32 BE
+ *                 block size, then per block u32 BE compressed size and a
+ *                 raw LZ4 block (stored as is when it would not shrink);
+ *   lzf (32000)   decode only (lzf.c).
+ *
+ * Encoders and decoders run on any thread and never call HDF5; each thread
+ * keeps its own compressor state.  Decoders check every length against the
+ * chunk size they expect, so no input makes them read or write outside
+ * their buffers.  The zstd and lz4 HDF5 filters are registered from here,
+ * so HDF5's own pipeline (hyperslab reads, type conversion, creating the
+ * datasets) works with no plug-in.
+ */
+#include <lz4.h>
+#include <libdeflate.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "internal.h"
+
+#define LZ4_BLOCK_MAX ((size_t)1 << 30) /* the plug-in's default block size */
+#define LZ4_HEADER 12
+
+/* ---- shuffle ------------------------------------------------------ */
+
+/* Constant element sizes let the compiler turn the strided loops into
+ * vector code; blocks keep both sides in cache. */
+#define SHUFFLE_BLOCK 1024
+
+#define DEFINE_SHUFFLE(S)                                                                   \
+    static void shuffle_##S(uint8_t *restrict dst, const uint8_t *restrict src, size_t n)  \
+    {                                                                                       \
+        for (size_t b = 0; b < n; b += SHUFFLE_BLOCK) {                                     \
+            size_t m = n - b < SHUFFLE_BLOCK ? n - b : SHUFFLE_BLOCK;                       \
+            for (size_t j = 0; j < S; j++)                                                  \
+                for (size_t i = 0; i < m; i++)                                              \
+                    dst[j * n + b + i] = src[(b + i) * S + j];                              \
+        }                                                                                   \
+    }                                                                                       \
+    static void unshuffle_##S(uint8_t *restrict dst, const uint8_t *restrict src, size_t n) \
+    {                                                                                       \
+        for (size_t b = 0; b < n; b += SHUFFLE_BLOCK) {                                     \
+            size_t m = n - b < SHUFFLE_BLOCK ? n - b : SHUFFLE_BLOCK;                       \
+            for (size_t j = 0; j < S; j++)                                                  \
+                for (size_t i = 0; i < m; i++)                                              \
+                    dst[(b + i) * S + j] = src[j * n + b + i];                              \
+        }                                                                                   \
+    }
+DEFINE_SHUFFLE(2)
+DEFINE_SHUFFLE(4)
+DEFINE_SHUFFLE(8)
+DEFINE_SHUFFLE(16)
+#undef DEFINE_SHUFFLE
+
+/* HDF5's shuffle: byte j of element i goes to j * n + i; the bytes after
+ * the last whole element stay where they are. */
+void tsnap__shuffle(void *dst, const void *src, size_t nbytes, size_t elem, bool reverse)
+{
+    const uint8_t *s = src;
+    uint8_t *d = dst;
+    size_t n = elem > 1 ? nbytes / elem : 0;
+
+    if (n <= 1) {
+        memcpy(d, s, nbytes);
+        return;
+    }
+    switch (elem) {
+    case 2: (reverse ? unshuffle_2 : shuffle_2)(d, s, n); break;
+    case 4: (reverse ? unshuffle_4 : shuffle_4)(d, s, n); break;
+    case 8: (reverse ? unshuffle_8 : shuffle_8)(d, s, n); break;
+    case 16: (reverse ? unshuffle_16 : shuffle_16)(d, s, n); break;
+    default:
+        for (size_t j = 0; j < elem; j++)
+            for (size_t i = 0; i < n; i++) {
+                if (reverse)
+                    d[i * elem + j] = s[j * n + i];
+                else
+                    d[j * n + i] = s[i * elem + j];
+            }
+    }
+    memcpy(d + n * elem, s + n * elem, nbytes - n * elem);
+}
+
+/* ---- per-thread codec state --------------------------------------- */
+
+typedef struct codec_state {
+    struct libdeflate_compressor *deflate[10]; /* by level */
+    struct libdeflate_decompressor *inflate;
+    ZSTD_CCtx *zc;
+    ZSTD_DCtx *zd;
+} codec_state;
+
+static pthread_key_t state_key;
+static pthread_once_t state_once = PTHREAD_ONCE_INIT;
+static int state_key_ok;
+
+static void state_free(void *p)
+{
+    codec_state *st = p;
+    if (!st)
+        return;
+    for (int i = 0; i < 10; i++)
+        libdeflate_free_compressor(st->deflate[i]);
+    libdeflate_free_decompressor(st->inflate);
+    ZSTD_freeCCtx(st->zc);
+    ZSTD_freeDCtx(st->zd);
+    free(st);
+}
+
+static void state_key_create(void) { state_key_ok = pthread_key_create(&state_key, state_free) == 0; }
+
+/* This thread's state, made on first use and freed when the thread ends. */
+static codec_state *thread_state(void)
+{
+    codec_state *st;
+    pthread_once(&state_once, state_key_create);
+    if (!state_key_ok)
+        return NULL;
+    st = pthread_getspecific(state_key);
+    if (!st && (st = calloc(1, sizeof *st)) && pthread_setspecific(state_key, st) != 0) {
+        free(st);
+        st = NULL;
+    }
+    return st;
+}
+
+/* ---- big-endian fields of the lz4 framing --------------------------- */
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    put_be32(p, (uint32_t)(v >> 32));
+    put_be32(p + 4, (uint32_t)v);
+}
+
+static uint64_t get_be64(const uint8_t *p) { return (uint64_t)get_be32(p) << 32 | get_be32(p + 4); }
+
+/* ---- encoding ------------------------------------------------------ */
+
+size_t tsnap__codec_bound(tsnap_codec codec, size_t nbytes)
+{
+    size_t blocks;
+    switch (codec) {
+    case TSNAP_CODEC_DEFLATE:
+        /* libdeflate's bound with no compressor at hand (NULL: any level). */
+        return libdeflate_zlib_compress_bound(NULL, nbytes);
+    case TSNAP_CODEC_ZSTD: return ZSTD_compressBound(nbytes);
+    case TSNAP_CODEC_LZ4:
+        /* Whole blocks of LZ4_BLOCK_MAX, then the rest. */
+        blocks = nbytes / LZ4_BLOCK_MAX;
+        return LZ4_HEADER + blocks * (4 + (size_t)LZ4_compressBound((int)LZ4_BLOCK_MAX)) +
+               (nbytes % LZ4_BLOCK_MAX
+                    ? 4 + (size_t)LZ4_compressBound((int)(nbytes % LZ4_BLOCK_MAX))
+                    : 0);
+    default: return nbytes;
+    }
+}
+
+int tsnap__codec_default_level(tsnap_codec codec)
+{
+    switch (codec) {
+    case TSNAP_CODEC_DEFLATE: return 1;
+    case TSNAP_CODEC_ZSTD: return 1;
+    default: return 0;
+    }
+}
+
+static int lz4_encode(const uint8_t *src, size_t n, uint8_t *dst, size_t cap, size_t *out)
+{
+    size_t block = n < LZ4_BLOCK_MAX ? n : LZ4_BLOCK_MAX, pos = LZ4_HEADER;
+
+    if (cap < LZ4_HEADER)
+        return -1;
+    put_be64(dst, n);
+    put_be32(dst + 8, (uint32_t)block);
+    for (size_t done = 0; done < n; done += block) {
+        size_t len = n - done < block ? n - done : block;
+        int c;
+        if (cap - pos < 4 + len)
+            return -1;
+        c = LZ4_compress_default((const char *)src + done, (char *)dst + pos + 4, (int)len,
+                                 (int)(cap - pos - 4 > (size_t)INT32_MAX ? INT32_MAX
+                                                                         : cap - pos - 4));
+        if (c <= 0 || (size_t)c >= len) { /* no gain: the block goes in raw */
+            memcpy(dst + pos + 4, src + done, len);
+            c = (int)len;
+        }
+        put_be32(dst + pos, (uint32_t)c);
+        pos += 4 + (size_t)c;
+    }
+    *out = pos;
+    return 0;
+}
+
+int tsnap__codec_encode(tsnap_codec codec, int level, const void *src, size_t n, void *dst,
+                        size_t cap, size_t *out)
+{
+    codec_state *st = thread_state();
+    size_t got;
+
+    if (!st)
+        return TSNAP_ENOMEM;
+    switch (codec) {
+    case TSNAP_CODEC_DEFLATE:
+        if (level < 0 || level > 9)
+            return TSNAP_EINVAL;
+        /* libdeflate's level 0 is not a zlib stream HDF5 expects from
+         * level 0 (stored blocks); both inflate the same, which is all the
+         * format asks. */
+        if (!st->deflate[level] && !(st->deflate[level] = libdeflate_alloc_compressor(level)))
+            return TSNAP_ENOMEM;
+        got = libdeflate_zlib_compress(st->deflate[level], src, n, dst, cap);
+        if (!got)
+            return TSNAP_ENOMEM; /* the bound was too small: cannot happen */
+        *out = got;
+        return 0;
+    case TSNAP_CODEC_ZSTD:
+        if (!st->zc && !(st->zc = ZSTD_createCCtx()))
+            return TSNAP_ENOMEM;
+        got = ZSTD_compressCCtx(st->zc, dst, cap, src, n, level);
+        if (ZSTD_isError(got))
+            return TSNAP_ENOMEM;
+        *out = got;
+        return 0;
+    case TSNAP_CODEC_LZ4:
+        return lz4_encode(src, n, dst, cap, out) < 0 ? TSNAP_ENOMEM : 0;
+    default:
+        return TSNAP_EINVAL;
+    }
+}
+
+/* ---- decoding ------------------------------------------------------ */
+
+static const char *lz4_decode(const uint8_t *src, size_t len, uint8_t *dst, size_t expect)
+{
+    uint64_t orig;
+    size_t block, pos = LZ4_HEADER;
+
+    if (len < LZ4_HEADER)
+        return "lz4 chunk shorter than its header";
+    orig = get_be64(src);
+    block = get_be32(src + 8);
+    if (orig != expect)
+        return "lz4 chunk records another size than the chunk's";
+    if (block > orig)
+        block = (size_t)orig;
+    if (orig && !block)
+        return "lz4 chunk has block size 0";
+    for (size_t done = 0; done < expect; done += block) {
+        size_t want = expect - done < block ? expect - done : block, c;
+        if (len - pos < 4)
+            return "lz4 chunk is truncated";
+        c = get_be32(src + pos);
+        pos += 4;
+        if (c > len - pos)
+            return "lz4 block runs past the chunk";
+        if (c == want) {
+            memcpy(dst + done, src + pos, want);
+        } else if (c > (size_t)INT32_MAX || want > (size_t)INT32_MAX ||
+                   LZ4_decompress_safe((const char *)src + pos, (char *)dst + done, (int)c,
+                                       (int)want) != (int)want) {
+            return "lz4 block is corrupt";
+        }
+        pos += c;
+    }
+    return NULL;
+}
+
+/* Decodes `src` into exactly `expect` bytes at dst; NULL on success, else
+ * what is wrong with the chunk. */
+static const char *decode(tsnap_codec codec, const void *src, size_t len, void *dst,
+                          size_t expect, codec_state *st)
+{
+    size_t got = 0;
+    unsigned long long content;
+
+    switch ((int)codec) {
+    case TSNAP_CODEC_DEFLATE:
+        if (!st->inflate && !(st->inflate = libdeflate_alloc_decompressor()))
+            return "out of memory";
+        if (libdeflate_zlib_decompress(st->inflate, src, len, dst, expect, &got) !=
+                LIBDEFLATE_SUCCESS ||
+            got != expect)
+            return got != expect ? "deflate stream does not decode to the chunk size"
+                                 : "deflate stream is corrupt";
+        return NULL;
+    case TSNAP_CODEC_ZSTD:
+        if (!st->zd && !(st->zd = ZSTD_createDCtx()))
+            return "out of memory";
+        content = ZSTD_getFrameContentSize(src, len);
+        if (content == ZSTD_CONTENTSIZE_ERROR)
+            return "zstd chunk is not a zstd frame";
+        if (content == ZSTD_CONTENTSIZE_UNKNOWN)
+            return "zstd frame does not record its size (HDF5's zstd filter needs it)";
+        if (content != expect)
+            return "zstd frame records another size than the chunk's";
+        if (ZSTD_findFrameCompressedSize(src, len) != len)
+            return "zstd chunk is not exactly one frame";
+        got = ZSTD_decompressDCtx(st->zd, dst, expect, src, len);
+        if (ZSTD_isError(got) || got != expect)
+            return "zstd frame is corrupt";
+        return NULL;
+    case TSNAP_CODEC_LZ4:
+        return lz4_decode(src, len, dst, expect);
+    case TSNAP_CODEC_LZF:
+        if (tsnap__lzf_decompress(src, len, dst, expect, &got) != TSNAP_LZF_OK || got != expect)
+            return "LZF: malformed chunk data, or it decodes to another size than the chunk's";
+        return NULL;
+    default:
+        return "unknown codec";
+    }
+}
+
+const char *tsnap__codec_decode(tsnap_codec codec, const void *src, size_t len, void *dst,
+                                size_t expect)
+{
+    codec_state *st = thread_state();
+    return st ? decode(codec, src, len, dst, expect, st) : "out of memory";
+}
+
+/* ---- the HDF5 filters for zstd and lz4 ------------------------------ */
+
+/* HDF5's filter callback: the chunk in *buf (nbytes of *buf_size) is
+ * replaced by its encoding or decoding; returns the new length, 0 on
+ * failure. */
+static size_t h5_filter(tsnap_codec codec, unsigned int flags, size_t cd_nelmts,
+                        const unsigned int cd_values[], size_t nbytes, size_t *buf_size, void **buf)
+{
+    void *out = NULL;
+    size_t len = 0;
+
+    if (flags & H5Z_FLAG_REVERSE) {
+        size_t expect;
+        if (codec == TSNAP_CODEC_LZ4) {
+            if (nbytes < LZ4_HEADER)
+                return 0;
+            expect = (size_t)get_be64(*buf);
+        } else {
+            unsigned long long c = ZSTD_getFrameContentSize(*buf, nbytes);
+            if (c == ZSTD_CONTENTSIZE_ERROR || c == ZSTD_CONTENTSIZE_UNKNOWN)
+                return 0;
+            expect = (size_t)c;
+        }
+        /* HDF5 gives no chunk size here; refuse what no chunk can be. */
+        if (expect > ((size_t)4 << 30) || !(out = H5allocate_memory(expect ? expect : 1, 0)))
+            return 0;
+        if (tsnap__codec_decode(codec, *buf, nbytes, out, expect)) {
+            H5free_memory(out);
+            return 0;
+        }
+        len = expect;
+    } else {
+        int level = codec == TSNAP_CODEC_ZSTD && cd_nelmts > 0 ? (int)cd_values[0]
+                                                               : tsnap__codec_default_level(codec);
+        size_t cap = tsnap__codec_bound(codec, nbytes);
+        if (!(out = H5allocate_memory(cap, 0)))
+            return 0;
+        if (tsnap__codec_encode(codec, level, *buf, nbytes, out, cap, &len) < 0) {
+            H5free_memory(out);
+            return 0;
+        }
+    }
+    H5free_memory(*buf);
+    *buf = out;
+    *buf_size = len ? len : 1;
+    return len;
+}
+
+static size_t zstd_filter(unsigned int flags, size_t cd_nelmts, const unsigned int cd_values[],
+                          size_t nbytes, size_t *buf_size, void **buf)
+{
+    return h5_filter(TSNAP_CODEC_ZSTD, flags, cd_nelmts, cd_values, nbytes, buf_size, buf);
+}
+
+static size_t lz4_filter(unsigned int flags, size_t cd_nelmts, const unsigned int cd_values[],
+                         size_t nbytes, size_t *buf_size, void **buf)
+{
+    return h5_filter(TSNAP_CODEC_LZ4, flags, cd_nelmts, cd_values, nbytes, buf_size, buf);
+}
+
+static const H5Z_class2_t zstd_class = {
+    H5Z_CLASS_T_VERS, (H5Z_filter_t)TSNAP_ZSTD_FILTER_ID, 1, 1, "zstd", NULL, NULL, zstd_filter,
+};
+
+static const H5Z_class2_t lz4_class = {
+    H5Z_CLASS_T_VERS, (H5Z_filter_t)TSNAP_LZ4_FILTER_ID, 1, 1, "lz4", NULL, NULL, lz4_filter,
+};
+
+static pthread_once_t filters_once = PTHREAD_ONCE_INIT;
+
+static void register_one(const H5Z_class2_t *cls)
+{
+    unsigned int flags = 0;
+    /* A filter the program registered itself (hdf5plugin, a plug-in HDF5
+     * already loaded) stays: it writes the same bytes.  H5Zget_filter_info
+     * looks only at registered filters and never loads a plug-in. */
+    if (H5Zget_filter_info(cls->id, &flags) >= 0 && (flags & H5Z_FILTER_CONFIG_ENCODE_ENABLED))
+        return;
+    H5Eclear2(H5E_DEFAULT);
+    if (H5Zregister(cls) < 0)
+        H5Eclear2(H5E_DEFAULT);
+}
+
+static void filters_register_once(void)
+{
+    register_one(&zstd_class);
+    register_one(&lz4_class);
+}
+
+void tsnap__filters_register(void)
+{
+    tsnap__lzf_register();
+    (void)pthread_once(&filters_once, filters_register_once);
+}
