@@ -7,6 +7,7 @@
  * strings, either byte order; a type tsnap cannot read is listed as
  * TSNAP_ATTR_OTHER with a description, never dropped silently.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,32 +26,44 @@ static int delete_existing(hid_t obj, const char *key, const char *file, const c
     return 0;
 }
 
-static hid_t vlen_string_type(void)
+/* The vlen UTF-8 string type and the scalar dataspace of every string
+ * attribute, made once per process (the type locked: never closed). */
+static hid_t vlen_utf8 = H5I_INVALID_HID, scalar = H5I_INVALID_HID;
+static pthread_once_t shared_once = PTHREAD_ONCE_INIT;
+
+static void make_shared(void)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
-    if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)) {
+    if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0 ||
+                   H5Tlock(t) < 0)) {
         H5Tclose(t);
         t = H5I_INVALID_HID;
     }
-    return t;
+    vlen_utf8 = t;
+    scalar = H5Screate(H5S_SCALAR);
+    H5Eclear2(H5E_DEFAULT);
+}
+
+int tsnap__attr_create_string(hid_t obj, const char *key, const char *value, const char *file,
+                              const char *tensor)
+{
+    hid_t attr = H5I_INVALID_HID;
+    int err = 0;
+
+    pthread_once(&shared_once, make_shared);
+    if (vlen_utf8 < 0 || scalar < 0 ||
+        (attr = H5Acreate2(obj, key, vlen_utf8, scalar, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+        H5Awrite(attr, vlen_utf8, &value) < 0)
+        err = tsnap__h5err(TSNAP_EIO, file, tensor, "cannot write attribute '%s'", key);
+    tsnap__h5close(attr);
+    return err;
 }
 
 int tsnap__attr_write_string(hid_t obj, const char *key, const char *value, const char *file,
                              const char *tensor)
 {
-    hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
-    int err;
-
-    if ((err = delete_existing(obj, key, file, tensor)) < 0)
-        return err;
-    if ((type = vlen_string_type()) < 0 || (space = H5Screate(H5S_SCALAR)) < 0 ||
-        (attr = H5Acreate2(obj, key, type, space, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
-        H5Awrite(attr, type, &value) < 0)
-        err = tsnap__h5err(TSNAP_EIO, file, tensor, "cannot write attribute '%s'", key);
-    tsnap__h5close(attr);
-    tsnap__h5close(space);
-    tsnap__h5close(type);
-    return err;
+    int err = delete_existing(obj, key, file, tensor);
+    return err < 0 ? err : tsnap__attr_create_string(obj, key, value, file, tensor);
 }
 
 int tsnap__attr_write_tensor(hid_t obj, const char *key, const tsnap_view *v, const char *file,

@@ -12,6 +12,7 @@
  * the `tsnap_dtype` attribute says what they are.  complex32 is float16
  * with a trailing axis of 2 (h5py 3.7 cannot read an f2 {r, i} compound).
  */
+#include <pthread.h>
 #include <string.h>
 
 #include "internal.h"
@@ -177,7 +178,7 @@ static hid_t complex_type(const struct fbits *f, size_t size)
     return t;
 }
 
-hid_t tsnap__h5type_file(tsnap_dtype dtype)
+static hid_t build_file_type(tsnap_dtype dtype)
 {
     const struct dtype_row *r = row(dtype);
     if (!r)
@@ -194,6 +195,39 @@ hid_t tsnap__h5type_file(tsnap_dtype dtype)
         return complex_type(&r->f, r->size);
     default: return H5I_INVALID_HID;
     }
+}
+
+/* Each file type is built once per process and kept, locked (HDF5 refuses
+ * to change or close a locked type): building an enum or a compound costs
+ * more than the rest of a small tensor's description. */
+static hid_t shared_types[TSNAP_DTYPE_COUNT];
+static pthread_once_t shared_once = PTHREAD_ONCE_INIT;
+
+static void build_shared_types(void)
+{
+    for (int d = 1; d < TSNAP_DTYPE_COUNT; d++) {
+        hid_t t = build_file_type((tsnap_dtype)d);
+        if (t >= 0 && H5Tlock(t) < 0) {
+            H5Tclose(t);
+            t = H5I_INVALID_HID;
+        }
+        shared_types[d] = t;
+    }
+    H5Eclear2(H5E_DEFAULT);
+}
+
+hid_t tsnap__h5type_shared(tsnap_dtype dtype)
+{
+    if (dtype <= TSNAP_DTYPE_INVALID || dtype >= TSNAP_DTYPE_COUNT)
+        return H5I_INVALID_HID;
+    pthread_once(&shared_once, build_shared_types);
+    return shared_types[dtype] >= 0 ? shared_types[dtype] : H5I_INVALID_HID;
+}
+
+hid_t tsnap__h5type_file(tsnap_dtype dtype)
+{
+    hid_t t = tsnap__h5type_shared(dtype);
+    return t >= 0 ? H5Tcopy(t) : build_file_type(dtype);
 }
 
 /* ---- HDF5 type -> dtype ------------------------------------------- */
@@ -418,11 +452,9 @@ int tsnap__dtype_of_h5(hid_t t, tsnap_dtype *dtype, hid_t *memtype, bool *mappab
         return TSNAP_ENOMEM;
     /* complex32 in a compound: the canonical storage is float16 pairs,
      * which have a different dataspace, so that layout never maps as is. */
-    canon = tsnap__h5type_file(d);
-    if (canon >= 0) {
+    canon = tsnap__h5type_shared(d);
+    if (canon >= 0)
         *mappable = d != TSNAP_COMPLEX32 && H5Tequal(canon, t) > 0;
-        H5Tclose(canon);
-    }
     H5Eclear2(H5E_DEFAULT);
     return 0;
 }

@@ -53,6 +53,9 @@ void tsnap__h5close(hid_t id);
  * conventions); for complex32 the float16 element.  Caller closes it. */
 hid_t tsnap__h5type_file(tsnap_dtype dtype);
 
+/* The same type, shared by the process and locked: never close it. */
+hid_t tsnap__h5type_shared(tsnap_dtype dtype);
+
 /*
  * The dtype of an HDF5 type, and the type to read it into memory with
  * (native byte order), which the caller closes.  *mappable tells whether
@@ -113,6 +116,9 @@ int tsnap__fsync_dir_of(const char *path, const char *file);
 
 int tsnap__attr_write_string(hid_t obj, const char *key, const char *value, const char *file,
                              const char *tensor);
+/* The same on an object that has no attribute `key` (just created). */
+int tsnap__attr_create_string(hid_t obj, const char *key, const char *value, const char *file,
+                              const char *tensor);
 int tsnap__attr_write_tensor(hid_t obj, const char *key, const tsnap_view *v, const char *file,
                              const char *tensor);
 /* Reads a string attribute into a malloc'ed string; *out NULL if absent. */

@@ -41,6 +41,8 @@ struct tsnap_reader {
     char **names;
     size_t count, cap;
     struct described *desc; /* parallel to names */
+    hsize_t bias;           /* chunk_address_bias, once known */
+    bool bias_known;
     struct attr_cache_entry *attrs;
     size_t nattrs;
 };
@@ -75,6 +77,24 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Reads attribute `key` of obj if it is a 64-bit signed integer scalar
+ * (either byte order); false otherwise. */
+static bool read_int64_scalar(hid_t obj, const char *key, int64_t *value)
+{
+    hid_t attr = H5Aopen(obj, key, H5P_DEFAULT), type = H5I_INVALID_HID,
+          space = H5I_INVALID_HID;
+    bool ok = attr >= 0 && (type = H5Aget_type(attr)) >= 0 &&
+              (space = H5Aget_space(attr)) >= 0 && H5Tget_class(type) == H5T_INTEGER &&
+              H5Tget_size(type) == 8 && H5Tget_sign(type) == H5T_SGN_2 &&
+              H5Sget_simple_extent_type(space) == H5S_SCALAR &&
+              H5Aread(attr, H5T_NATIVE_INT64, value) >= 0;
+    tsnap__h5close(space);
+    tsnap__h5close(type);
+    tsnap__h5close(attr);
+    H5Eclear2(H5E_DEFAULT);
+    return ok;
+}
+
 static int read_format_version(tsnap_reader *r)
 {
     char *format = NULL;
@@ -85,35 +105,34 @@ static int read_format_version(tsnap_reader *r)
         return 0;
     }
     free(format);
-    tsnap_attr a;
-    r->format_version = 1;
-    if (tsnap_reader_attr_find(r, NULL, "tsnap_version", &a) == 0 &&
-        a.kind == TSNAP_ATTR_NUMERIC && a.value.ndim == 0 && a.value.dtype.code == kDLInt &&
-        a.value.dtype.bits == 64)
-        r->format_version = (int)*(int64_t *)a.value.data;
-    else
+    int64_t version = 0;
+    if (!read_int64_scalar(r->file, "tsnap_version", &version))
         return tsnap__err(TSNAP_EFORMAT, r->path, NULL,
                           "tsnap_version is missing or not an int64 scalar");
-    if (r->format_version < 1 || r->format_version > TSNAP_FORMAT_VERSION)
+    if (version < 1 || version > TSNAP_FORMAT_VERSION)
         return tsnap__err(TSNAP_EFORMAT, r->path, NULL,
-                          "written in tsnap format version %d; this tsnap reads up to %d",
-                          r->format_version, TSNAP_FORMAT_VERSION);
+                          "written in tsnap format version %lld; this tsnap reads up to %d",
+                          (long long)version, TSNAP_FORMAT_VERSION);
+    r->format_version = (int)version;
     return 0;
 }
 
-/* The descriptor HDF5 reads the file through (the default sec2 driver's),
- * or -1: reads and maps through it see exactly the file HDF5 describes,
- * even if the path is renamed over meanwhile. */
-static int hdf5_fd(hid_t file)
+/* The descriptor HDF5 reads the file through (the sec2 driver's, which
+ * H5P_DEFAULT gives), or -1: reads and maps through it see exactly the
+ * file HDF5 describes, even if the path is renamed over meanwhile.  It
+ * must be the file that was stat'ed as `st`, which also tells that the
+ * handle is a descriptor at all. */
+static int hdf5_fd(hid_t file, const struct stat *st)
 {
-    hid_t fapl = H5Fget_access_plist(file);
-    int *handle = NULL, fd = -1;
-    if (fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 &&
-        H5Fget_vfd_handle(file, fapl, (void **)&handle) >= 0 && handle)
-        fd = *handle;
-    tsnap__h5close(fapl);
-    H5Eclear2(H5E_DEFAULT);
-    return fd;
+    int *handle = NULL;
+    struct stat fst;
+    if (H5Fget_vfd_handle(file, H5P_DEFAULT, (void **)&handle) < 0 || !handle) {
+        H5Eclear2(H5E_DEFAULT);
+        return -1;
+    }
+    if (fstat(*handle, &fst) < 0 || fst.st_dev != st->st_dev || fst.st_ino != st->st_ino)
+        return -1;
+    return *handle;
 }
 
 int tsnap_reader_open(tsnap_reader **out, const char *path)
@@ -153,7 +172,7 @@ int tsnap_reader_open(tsnap_reader **out, const char *path)
     }
     if (r->count > 1)
         qsort(r->names, r->count, sizeof *r->names, cmp_names);
-    r->fd = hdf5_fd(r->file);
+    r->fd = hdf5_fd(r->file, &st);
     if (r->count && !(r->desc = calloc(r->count, sizeof *r->desc))) {
         err = tsnap__err(TSNAP_ENOMEM, path, NULL, "out of memory");
         goto fail;
@@ -342,14 +361,16 @@ static hsize_t chunk_address_bias(tsnap_reader *r)
     unsigned maj = 0, min = 0, rel = 0;
     hsize_t ub = 0;
     hid_t fcpl;
+    if (r->bias_known)
+        return r->bias;
     H5get_libversion(&maj, &min, &rel);
-    if (maj > 1 || (maj == 1 && (min > 14 || (min == 14 && rel >= 4))))
-        return 0;
-    fcpl = H5Fget_create_plist(r->file);
-    if (fcpl >= 0) {
+    if (maj == 1 && (min < 14 || (min == 14 && rel < 4)) &&
+        (fcpl = H5Fget_create_plist(r->file)) >= 0) {
         H5Pget_userblock(fcpl, &ub);
         H5Pclose(fcpl);
     }
+    r->bias = ub;
+    r->bias_known = true;
     return ub;
 }
 

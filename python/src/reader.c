@@ -259,23 +259,14 @@ static PyObject *reader_read(ReaderObject *self, PyObject *args)
     return arr;
 }
 
-/* map(name) -> a read-only array over the file's pages, in the storage
- * type; its base is a Mapping that unmaps when the last array goes. */
-static PyObject *reader_map(ReaderObject *self, PyObject *args)
+/* An array over a mapping, which it owns (freed on failure too). */
+static PyObject *mapped_array(tsnap_mapping *m)
 {
-    const char *name;
-    tsnap_mapping *m = NULL;
     const DLTensor *t;
     tsnap_dtype dtype;
     MappingObject *owner;
     PyObject *arr;
-    int err;
 
-    if (!PyArg_ParseTuple(args, "y", &name) || reader_check(self) < 0)
-        return NULL;
-    TSNAP_EXT_CALL(err = tsnap_mapping_create(&m, self->r, name));
-    if (err < 0)
-        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
     t = tsnap_mapping_tensor(m);
     if (tsnap_dtype_from_dlpack(&dtype, t->dtype) < 0) {
         tsnap_mapping_free(m);
@@ -297,6 +288,112 @@ static PyObject *reader_map(ReaderObject *self, PyObject *args)
         return NULL;
     }
     return arr;
+}
+
+/* map(name) -> a read-only array over the file's pages, in the storage
+ * type; its base is a Mapping that unmaps when the last array goes. */
+static PyObject *reader_map(ReaderObject *self, PyObject *args)
+{
+    const char *name;
+    tsnap_mapping *m = NULL;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "y", &name) || reader_check(self) < 0)
+        return NULL;
+    TSNAP_EXT_CALL(err = tsnap_mapping_create(&m, self->r, name));
+    if (err < 0)
+        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+    return mapped_array(m);
+}
+
+/* A new array holding the whole of tensor `name` (described as `info`). */
+static PyObject *read_whole(ReaderObject *self, const char *name, const tsnap_tensor_info *info)
+{
+    PyObject *arr = tsnap_ext_new_array(info->dtype, info->ndim, info->shape, NULL);
+    DLTensor t;
+    int err;
+
+    if (!arr)
+        return NULL;
+    memset(&t, 0, sizeof t);
+    t.data = PyArray_DATA((PyArrayObject *)arr);
+    t.device.device_type = kDLCPU;
+    t.ndim = info->ndim;
+    t.shape = (int64_t *)info->shape;
+    tsnap_dtype_to_dlpack(&t.dtype, info->dtype);
+    TSNAP_EXT_CALL(err = tsnap_reader_read(self->r, name, NULL, NULL, NULL, &t));
+    if (err < 0) {
+        Py_DECREF(arr);
+        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+    }
+    return arr;
+}
+
+/*
+ * read_many(names, mode, noview) -> [(array or None, dtype code), ...]:
+ * every tensor of `names` (bytes) whole, in one call.  mode 0 copies,
+ * 1 maps (a tensor that does not lie flat raises NotMappableError), 2 maps
+ * what lies flat and copies the rest.  Tensors whose dtype code is in
+ * `noview` are never mapped: under mode 1 their entry is None (the package
+ * says why), under mode 2 they are copied.
+ */
+static PyObject *reader_read_many(ReaderObject *self, PyObject *args)
+{
+    PyObject *names, *noview, *seq = NULL, *out = NULL;
+    int mode;
+
+    if (!PyArg_ParseTuple(args, "OiO", &names, &mode, &noview) || reader_check(self) < 0)
+        return NULL;
+    if (!(seq = PySequence_Fast(names, "names must be a sequence of bytes")))
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (!(out = PyList_New(n)))
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *arr = NULL, *code, *pair;
+        const char *name = PyBytes_AsString(item);
+        tsnap_tensor_info info;
+        tsnap_mapping *m = NULL;
+        int err, blocked;
+
+        if (!name)
+            goto fail;
+        TSNAP_EXT_CALL(err = tsnap_reader_describe(self->r, name, &info));
+        if (err < 0) {
+            tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+            goto fail;
+        }
+        if (!(code = PyLong_FromLong((long)info.dtype)))
+            goto fail;
+        if ((blocked = PySequence_Contains(noview, code)) < 0) {
+            Py_DECREF(code);
+            goto fail;
+        }
+        int flat = info.map_status == TSNAP_MAP_OK || info.map_status == TSNAP_MAP_EMPTY;
+        if (mode == 1 && blocked) {
+            arr = Py_NewRef(Py_None);
+        } else if (mode == 1 || (mode == 2 && !blocked && flat)) {
+            /* mode 1 and not flat: the library says why it cannot map */
+            TSNAP_EXT_CALL(err = tsnap_mapping_create(&m, self->r, name));
+            arr = err < 0 ? tsnap_ext_raise(err, TSNAP_EXT_TENSOR) : mapped_array(m);
+        } else {
+            arr = read_whole(self, name, &info);
+        }
+        if (!arr || !(pair = PyTuple_Pack(2, arr, code))) {
+            Py_XDECREF(arr);
+            Py_DECREF(code);
+            goto fail;
+        }
+        Py_DECREF(arr);
+        Py_DECREF(code);
+        PyList_SET_ITEM(out, i, pair);
+    }
+    Py_DECREF(seq);
+    return out;
+fail:
+    Py_XDECREF(seq);
+    Py_XDECREF(out);
+    return NULL;
 }
 
 static PyObject *reader_verify(ReaderObject *self, PyObject *args)
@@ -385,6 +482,8 @@ static PyMethodDef reader_methods[] = {
     {"read", (PyCFunction)reader_read, METH_VARARGS,
      "read(name, dtype, shape, start=None, step=None) -> ndarray"},
     {"map", (PyCFunction)reader_map, METH_VARARGS, "map(name) -> read-only ndarray"},
+    {"read_many", (PyCFunction)reader_read_many, METH_VARARGS,
+     "read_many(names, mode, noview) -> [(ndarray or None, dtype code), ...]"},
     {"verify", (PyCFunction)reader_verify, METH_VARARGS, "verify(name=None)"},
     {"attrs", (PyCFunction)reader_attrs, METH_VARARGS, "attrs(name=None) -> dict"},
     {NULL, NULL, 0, NULL},

@@ -81,6 +81,17 @@ def why_not_view(code):
     return None
 
 
+_NO_VIEW = None
+
+
+def no_view():
+    """The dtype codes whose bytes NumPy cannot view as the loaded dtype."""
+    global _NO_VIEW
+    if _NO_VIEW is None:
+        _NO_VIEW = frozenset(c for c in NAMES if why_not_view(c) is not None)
+    return _NO_VIEW
+
+
 def _e4m3fn_table():
     # Every float8_e4m3fn byte as float32: bias 7, no infinities, only
     # S.1111.111 is NaN.  All 256 values are exact in float32.

@@ -252,6 +252,19 @@ class File(collections.abc.Mapping):
         """1 for a file tsnap wrote, 0 for any other HDF5 file."""
         return self._r().format_version
 
+    def _load_whole(self, names, mmap):
+        """The arrays of tensors `names`, whole, in one library call: mapped
+        (mmap=True), copied (False), or mapped where they lie flat ("auto")."""
+        mode = 0 if mmap is False else 1 if mmap is True else 2
+        keys = [encode_name(self.path, n) for n in names]
+        out = []
+        for name, (raw, code) in zip(names, self._r().read_many(keys, mode, dtypes.no_view())):
+            if raw is None:  # mapped bytes NumPy cannot view as this dtype
+                raise errors.NotMappableError(f"{self.path}: tensor '{name}':"
+                                              f" cannot map: {dtypes.why_not_view(code)}")
+            out.append(dtypes.to_user(raw, code))
+        return out
+
     def verify(self, name=None):
         """Recomputes the checksum of tensor `name` (default: every one);
         IntegrityError names the first that differs."""
@@ -291,10 +304,15 @@ def load(path, name=None, *, mmap=False, verify=False):
     _check_mmap(path, mmap)
     with File(path) as f:
         if name is not None:
-            return f[name].numpy(mmap=mmap, verify=verify)
+            name = f._name(name)
+            if name not in f._index:
+                raise errors.KeyError(f"{f.path}: no tensor '{name}'")
+            if verify:
+                f.verify(name)
+            return f._load_whole([name], mmap)[0]
         if verify:
             f.verify()
-        return {n: f[n].numpy(mmap=mmap) for n in f._names}
+        return dict(zip(f._names, f._load_whole(f._names, mmap)))
 
 
 def verify(path):

@@ -420,6 +420,36 @@ static void test_writer_create_refuses_bad_options(void)
     ctx_clear();
     CHECK_I64(count_entries(tdir()), 0);
 
+    struct {
+        tsnap_codec codec;
+        int level;
+        const char *what;
+    } bad_levels[] = {{TSNAP_CODEC_ZSTD, 23, "zstd level 23"},
+                      {TSNAP_CODEC_ZSTD, -8, "zstd level -8"},
+                      {TSNAP_CODEC_LZ4, 1, "lz4 with a level"},
+                      {TSNAP_CODEC_NONE, 3, "no codec with a level"}};
+    for (size_t i = 0; i < sizeof bad_levels / sizeof bad_levels[0]; i++) {
+        o = init;
+        o.codec = bad_levels[i].codec;
+        o.level = bad_levels[i].level;
+        ctx_set("%s", bad_levels[i].what);
+        CHECK_ERR(tsnap_writer_create(&w, tpath("snap.h5"), &o), TSNAP_EINVAL);
+    }
+    o = init;
+    o.threads = 257;
+    ctx_set("threads 257");
+    CHECK_ERR(tsnap_writer_create(&w, tpath("snap.h5"), &o), TSNAP_EINVAL);
+    ctx_clear();
+    CHECK_I64(count_entries(tdir()), 0);
+
+    /* A version 1 struct: everything before `threads`. */
+    tsnap_write_options v1;
+    CHECK_OK(tsnap_write_options_init(&v1, 1));
+    v1.codec = TSNAP_CODEC_ZSTD;
+    CHECK_OK(tsnap_writer_create(&w, tpath("v1.h5"), &v1));
+    CHECK_OK(tsnap_writer_commit(w));
+    tsnap_writer_free(w);
+
     o = init;
     o.chunk_bytes = (size_t)2 << 30; /* exactly 2 GiB is allowed */
     CHECK_OK(tsnap_writer_create(&w, tpath("snap.h5"), &o));

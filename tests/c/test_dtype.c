@@ -1,4 +1,5 @@
 /* test_dtype.c - the dtype API: names, sizes and DLPack codes both ways. */
+#include <stddef.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -146,6 +147,7 @@ static void test_write_options_init_gives_the_documented_defaults(void)
     CHECK_I64(o.durable, 1);
     CHECK_I64(o.overwrite, 1);
     CHECK(o.producer == NULL);
+    CHECK_I64(o.threads, 0);
 
     tsnap_write_options init = TSNAP_WRITE_OPTIONS_INIT;
     CHECK_I64(init.version, o.version);
@@ -153,6 +155,38 @@ static void test_write_options_init_gives_the_documented_defaults(void)
     CHECK_I64(init.checksum, o.checksum);
     CHECK_I64(init.durable, o.durable);
     CHECK_I64(init.overwrite, o.overwrite);
+}
+
+/* A program built against version 1 of the struct (which ends before
+ * `threads`) keeps working: init fills only its fields. */
+static void test_write_options_init_of_version_1_writes_only_the_version_1_fields(void)
+{
+    struct {
+        tsnap_write_options o;
+        unsigned char guard[64];
+    } v;
+    memset(&v, 0x5a, sizeof v);
+    CHECK_OK(tsnap_write_options_init(&v.o, 1));
+    CHECK_I64(v.o.version, 1);
+    CHECK_I64(v.o.checksum, 1);
+    CHECK_I64(v.o.shuffle, -1);
+    const unsigned char *after = (const unsigned char *)&v.o.threads;
+    size_t rest = sizeof v - offsetof(tsnap_write_options, threads);
+    for (size_t i = 0; i < rest; i++)
+        CHECK_MSG(after[i] == 0x5a, "byte %zu after the version 1 fields was written", i);
+}
+
+static void test_threads_are_settable_within_1_to_256_and_0_restores_the_default(void)
+{
+    int def = tsnap_threads();
+    CHECK(def >= 1 && def <= 256);
+    CHECK_OK(tsnap_set_threads(7));
+    CHECK_I64(tsnap_threads(), 7);
+    CHECK_ERR(tsnap_set_threads(-1), TSNAP_EINVAL);
+    CHECK_ERR(tsnap_set_threads(257), TSNAP_EINVAL);
+    CHECK_I64(tsnap_threads(), 7);
+    CHECK_OK(tsnap_set_threads(0));
+    CHECK_I64(tsnap_threads(), def);
 }
 
 static void test_write_options_init_refuses_an_unknown_version(void)
@@ -177,5 +211,7 @@ const test_entry dtype_tests[] = {
     TEST(test_map_status_str_describes_every_status),
     TEST(test_write_options_init_gives_the_documented_defaults),
     TEST(test_write_options_init_refuses_an_unknown_version),
+    TEST(test_write_options_init_of_version_1_writes_only_the_version_1_fields),
+    TEST(test_threads_are_settable_within_1_to_256_and_0_restores_the_default),
     TEST_END,
 };

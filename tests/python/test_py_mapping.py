@@ -206,3 +206,43 @@ def test_a_1_gib_mapped_tensor_costs_no_resident_memory_until_touched(tmp_path):
         assert str(path) not in mapped_files()
     finally:
         path.unlink(missing_ok=True)
+
+
+def test_a_file_renamed_over_while_open_is_still_read_and_mapped_as_it_was(tmp_path, seed):
+    """An open File reads and maps through the descriptor HDF5 opened, so a
+    save that replaces the path meanwhile (an atomic rename) changes
+    nothing for it."""
+    rng = np.random.default_rng([seed, 91])
+    old = rng.standard_normal((300, 40))
+    new = rng.standard_normal((300, 40))
+    path = tmp_path / "s.h5"
+    tsnap.save(path, {"x": old}, chunk_bytes=8000, durable=False)
+    with tsnap.open(path) as f:
+        tsnap.save(path, {"x": new}, chunk_bytes=8000, durable=False)
+        assert_bits_equal(f["x"].numpy(), old)
+        mapped = f["x"].numpy(mmap=True)
+        assert is_mapped(mapped)
+        assert_bits_equal(mapped, old)
+        assert_bits_equal(f["x"][10:20, ::3], old[10:20, ::3])
+    assert_bits_equal(tsnap.load(path, "x"), new)
+
+
+def test_loading_every_tensor_maps_what_lies_flat_and_names_what_cannot_be_mapped(
+        tmp_path, seed):
+    rng = np.random.default_rng([seed, 92])
+    flat, packed = rng.standard_normal((50, 20)), rng.integers(0, 5, (40, 40))
+    plain, zstd = tmp_path / "p.h5", tmp_path / "z.h5"
+    tsnap.save(plain, {"a": flat, "b/c": packed}, durable=False)
+    tsnap.save(zstd, {"a": flat, "b/c": packed}, compression="zstd", durable=False)
+    for mode in (True, "auto"):
+        got = tsnap.load(plain, mmap=mode)
+        assert sorted(got) == ["a", "b/c"] and all(is_mapped(v) for v in got.values())
+        assert_bits_equal(got["a"], flat)
+        assert_bits_equal(got["b/c"], packed)
+    got = tsnap.load(zstd, mmap="auto")
+    assert not any(is_mapped(v) for v in got.values())
+    assert_bits_equal(got["b/c"], packed)
+    with pytest.raises(tsnap.NotMappableError) as info:
+        tsnap.load(zstd, mmap=True)
+    assert str(zstd) in str(info.value) and "'a'" in str(info.value)
+    assert "compress" in str(info.value)
