@@ -181,8 +181,10 @@ typedef struct chunk_job {
     size_t item;                       /* logical element size */
     size_t felem;                      /* HDF5 element size (shuffle) */
     int64_t cstride[TSNAP_MAX_NDIM];   /* chunk buffer strides, bytes, logical dims */
+    bool direct;                       /* a whole chunk is one range of dst: decode into it */
     struct cslot {
         tsnap_buf raw, a, b;
+        tsnap_buf direct_buf; /* points into the destination, never released */
         size_t rawlen;
         unsigned mask;
         bool skip;
@@ -291,11 +293,33 @@ static int chunk_work(void *ctx, uint64_t item, unsigned si)
     (void)item;
     if (sl->skip)
         return 0;
+    /* A chunk wholly inside a whole read into C-contiguous memory is one
+     * range of the destination: its last filter decodes straight into it. */
+    uint8_t *into = NULL;
+    int last = -1; /* the last filter to undo */
+    if (j->direct) {
+        bool full = true;
+        int64_t first = 0;
+        for (int a = 0; a < j->ndim; a++) {
+            full = full && sl->cnt[a] == j->cdims[a];
+            first += (int64_t)sl->off[a] * j->dst->strides[a];
+        }
+        if (full)
+            into = (uint8_t *)j->dst->base + first * (int64_t)j->item;
+    }
+    for (int f = 0; f < j->nfilters && last < 0; f++)
+        if (!(sl->mask & (1u << f)))
+            last = f;
     for (int f = j->nfilters - 1; f >= 0; f--) {
         if (sl->mask & (1u << f))
             continue;
-        if (tsnap__buf_reserve(next, j->chunk_bytes) < 0)
+        if (f == last && into && len <= j->chunk_bytes) {
+            next = &sl->direct_buf;
+            next->p = into;
+            next->cap = j->chunk_bytes;
+        } else if (tsnap__buf_reserve(next, j->chunk_bytes) < 0) {
             return tsnap__err(TSNAP_ENOMEM, j->t->path, j->t->name, "out of memory");
+        }
         if (j->filters[f] == H5Z_FILTER_SHUFFLE) {
             if (len != j->chunk_bytes)
                 return tsnap__err(TSNAP_EFORMAT, j->t->path, j->t->name,
@@ -317,7 +341,7 @@ static int chunk_work(void *ctx, uint64_t item, unsigned si)
                           "the chunk at %s holds %zu bytes, not the %zu of a chunk",
                           chunk_at(j, sl->off, at, sizeof at), len, j->chunk_bytes);
     sl->decoded = cur;
-    if (!j->dst)
+    if (!j->dst || cur == into)
         return 0;
 
     /* The box: chunk element (lo*step + start - off) goes to dst index lo. */
@@ -399,6 +423,15 @@ int tsnap__read_chunks(const tsnap_dset *t, const tsnap_selection *s, const tsna
         j->glo[a] = s->start[a] / j->cdims[a];
         j->gcount[a] = last / j->cdims[a] - j->glo[a] + 1;
         nitems *= j->gcount[a];
+    }
+    if (dst && dst->contiguous && s->whole) {
+        /* Chunks of shape (1, ..., 1, k, whole, ...) are C-order ranges. */
+        int split = t->rank - 1;
+        while (split > 0 && j->cdims[split] == t->dims[split])
+            split--;
+        j->direct = true;
+        for (int a = 0; a < split; a++)
+            j->direct = j->direct && j->cdims[a] == 1;
     }
     unsigned window = (unsigned)threads + 2 < WINDOW_MAX ? (unsigned)threads + 2 : WINDOW_MAX;
     tsnap_job_spec spec = {nitems, window, (unsigned)threads, chunk_produce, chunk_work,

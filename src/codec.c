@@ -62,6 +62,107 @@ DEFINE_SHUFFLE(8)
 DEFINE_SHUFFLE(16)
 #undef DEFINE_SHUFFLE
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/*
+ * Elements of S = 2, 4 or 8 bytes, 16 at a time (S vectors of 16 bytes):
+ * within each vector a byte shuffle groups the bytes of its 16 / S
+ * elements by byte position, then a transpose of (16 / S)-byte lanes
+ * across the S vectors gives 16 bytes of each of the S byte planes.  The
+ * transposes are their own inverse; unshuffling runs the inverse byte
+ * shuffle after them.
+ */
+static const char GROUP_2[16] = {0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15};
+static const char UNGROUP_2[16] = {0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15};
+static const char GROUP_4[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
+#define GROUP_8 UNGROUP_2
+#define UNGROUP_8 GROUP_2
+#define UNGROUP_4 GROUP_4
+
+__attribute__((target("ssse3"))) static void transpose(__m128i *v, int s)
+{
+    if (s == 2) { /* 2 x 2 of 64-bit lanes */
+        __m128i a = _mm_unpacklo_epi64(v[0], v[1]), b = _mm_unpackhi_epi64(v[0], v[1]);
+        v[0] = a, v[1] = b;
+    } else if (s == 4) { /* 4 x 4 of 32-bit lanes */
+        __m128i a = _mm_unpacklo_epi32(v[0], v[1]), b = _mm_unpackhi_epi32(v[0], v[1]);
+        __m128i c = _mm_unpacklo_epi32(v[2], v[3]), d = _mm_unpackhi_epi32(v[2], v[3]);
+        v[0] = _mm_unpacklo_epi64(a, c), v[1] = _mm_unpackhi_epi64(a, c);
+        v[2] = _mm_unpacklo_epi64(b, d), v[3] = _mm_unpackhi_epi64(b, d);
+    } else { /* 8 x 8 of 16-bit lanes */
+        __m128i a[8], b[8];
+        for (int k = 0; k < 8; k += 2) {
+            a[k] = _mm_unpacklo_epi16(v[k], v[k + 1]);
+            a[k + 1] = _mm_unpackhi_epi16(v[k], v[k + 1]);
+        }
+        for (int k = 0; k < 8; k += 4) {
+            b[k] = _mm_unpacklo_epi32(a[k], a[k + 2]);
+            b[k + 1] = _mm_unpackhi_epi32(a[k], a[k + 2]);
+            b[k + 2] = _mm_unpacklo_epi32(a[k + 1], a[k + 3]);
+            b[k + 3] = _mm_unpackhi_epi32(a[k + 1], a[k + 3]);
+        }
+        for (int k = 0; k < 4; k++) {
+            v[2 * k] = _mm_unpacklo_epi64(b[k], b[k + 4]);
+            v[2 * k + 1] = _mm_unpackhi_epi64(b[k], b[k + 4]);
+        }
+    }
+}
+
+/* The first n - n % 16 elements of size s; returns how many it did. */
+__attribute__((target("ssse3"))) static size_t shuffle_ssse3(uint8_t *dst, const uint8_t *src,
+                                                              size_t n, int s, bool reverse)
+{
+    const char *group = s == 2 ? GROUP_2 : s == 4 ? GROUP_4 : GROUP_8;
+    const char *ungroup = s == 2 ? UNGROUP_2 : s == 4 ? UNGROUP_4 : UNGROUP_8;
+    const __m128i fwd = _mm_loadu_si128((const __m128i *)group);
+    const __m128i back = _mm_loadu_si128((const __m128i *)ungroup);
+    size_t done = n - n % 16;
+    for (size_t i = 0; i < done; i += 16) {
+        __m128i v[8];
+        if (!reverse) {
+            for (int k = 0; k < s; k++)
+                v[k] = _mm_shuffle_epi8(
+                    _mm_loadu_si128((const __m128i *)(src + (size_t)s * i + 16 * (size_t)k)), fwd);
+            transpose(v, s);
+            for (int k = 0; k < s; k++)
+                _mm_storeu_si128((__m128i *)(dst + (size_t)k * n + i), v[k]);
+        } else {
+            for (int k = 0; k < s; k++)
+                v[k] = _mm_loadu_si128((const __m128i *)(src + (size_t)k * n + i));
+            transpose(v, s);
+            for (int k = 0; k < s; k++)
+                _mm_storeu_si128((__m128i *)(dst + (size_t)s * i + 16 * (size_t)k),
+                                 _mm_shuffle_epi8(v[k], back));
+        }
+    }
+    return done;
+}
+
+static bool have_ssse3(void)
+{
+    static int known = -1; /* any thread may find it out; all find the same */
+    int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (k < 0) {
+        k = __builtin_cpu_supports("ssse3") ? 1 : 0;
+        __atomic_store_n(&known, k, __ATOMIC_RELAXED);
+    }
+    return k;
+}
+#endif
+
+/* The rest of a shuffle of n elements of size s, elements [from, n). */
+static void shuffle_tail(uint8_t *dst, const uint8_t *src, size_t n, size_t s, size_t from,
+                         bool reverse)
+{
+    for (size_t i = from; i < n; i++)
+        for (size_t j = 0; j < s; j++) {
+            if (reverse)
+                dst[i * s + j] = src[j * n + i];
+            else
+                dst[j * n + i] = src[i * s + j];
+        }
+}
+
 /* HDF5's shuffle: byte j of element i goes to j * n + i; the bytes after
  * the last whole element stay where they are. */
 void tsnap__shuffle(void *dst, const void *src, size_t nbytes, size_t elem, bool reverse)
@@ -74,6 +175,13 @@ void tsnap__shuffle(void *dst, const void *src, size_t nbytes, size_t elem, bool
         memcpy(d, s, nbytes);
         return;
     }
+#if defined(__x86_64__) && defined(__GNUC__)
+    if ((elem == 2 || elem == 4 || elem == 8) && have_ssse3()) {
+        shuffle_tail(d, s, n, elem, shuffle_ssse3(d, s, n, (int)elem, reverse), reverse);
+        memcpy(d + n * elem, s + n * elem, nbytes - n * elem);
+        return;
+    }
+#endif
     switch (elem) {
     case 2: (reverse ? unshuffle_2 : shuffle_2)(d, s, n); break;
     case 4: (reverse ? unshuffle_4 : shuffle_4)(d, s, n); break;
