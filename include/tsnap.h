@@ -61,7 +61,8 @@ TSNAP_API const char *tsnap_version(void);
  * worker threads shared by every handle in the process, while the calling
  * thread does the file I/O (HDF5 is only ever called from the calling
  * thread).  Memory stays bounded: a call has at most a few chunks per
- * thread in flight.
+ * thread in flight, and up to 256 MiB of those staging buffers are kept
+ * for the next call (touching fresh memory costs a page fault per page).
  */
 
 /** The number of threads a call uses: the last tsnap_set_threads(), else
@@ -362,6 +363,17 @@ TSNAP_API int tsnap_reader_describe(tsnap_reader *r, const char *name, tsnap_ten
  */
 TSNAP_API int tsnap_reader_read(tsnap_reader *r, const char *name, const int64_t *start,
                                 const int64_t *count, const int64_t *step, const DLTensor *dst);
+
+/**
+ * Reads the whole of tensor `name` into `dst` (as tsnap_reader_read with
+ * NULL `start` and `count`) and checks its recorded checksum on the way,
+ * in the same pass over the data: what tsnap_reader_verify then
+ * tsnap_reader_read do, reading the data once.  TSNAP_ECHECKSUM, naming
+ * the tensor, when the data does not match or cannot be decoded (`dst`
+ * then holds whatever was read); a tensor without a recorded checksum is
+ * just read.
+ */
+TSNAP_API int tsnap_reader_read_verified(tsnap_reader *r, const char *name, const DLTensor *dst);
 
 /**
  * Recomputes the checksum of tensor `name` (NULL: of every tensor that has

@@ -767,20 +767,69 @@ static int scatter_block(void *ctx, const void *data, uint64_t first, uint64_t n
     return 0;
 }
 
-int tsnap_reader_read(tsnap_reader *r, const char *name, const int64_t *start,
-                      const int64_t *count, const int64_t *step, const DLTensor *dst)
+static int hash_block(void *ctx, const void *data, uint64_t first, uint64_t n)
+{
+    const tensor *t = ((void **)ctx)[1];
+    (void)first;
+    XXH3_64bits_update(((void **)ctx)[0], data, (size_t)(n * t->itemsize));
+    return 0;
+}
+
+/* The checksum tensor `t` records (*recorded NULL: none), and a fresh hash
+ * state for recomputing it. */
+static int checksum_begin(tsnap_reader *r, const tensor *t, char **recorded, XXH3_state_t **hash)
+{
+    int err;
+    *recorded = NULL;
+    *hash = NULL;
+    if ((err = tsnap__attr_read_string(t->dset, "tsnap_checksum", recorded, r->path, t->name)) <
+            0 ||
+        !*recorded)
+        return err;
+    if (strncmp(*recorded, TSNAP_CHECKSUM_PREFIX, strlen(TSNAP_CHECKSUM_PREFIX)) != 0)
+        return tsnap__err(TSNAP_EFORMAT, r->path, t->name, "unknown checksum algorithm in '%s'",
+                          *recorded);
+    if (!(*hash = XXH3_createState()) || XXH3_64bits_reset(*hash) == XXH_ERROR)
+        return tsnap__err(TSNAP_ENOMEM, r->path, t->name, "out of memory");
+    return 0;
+}
+
+/* What a hashed pass over the data (ending in `err`) says of `recorded`:
+ * data that cannot be decoded fails the check too. */
+static int checksum_end(tsnap_reader *r, const char *name, XXH3_state_t *hash,
+                        const char *recorded, int err)
+{
+    char computed[40];
+    if (err < 0) {
+        char cause[512];
+        snprintf(cause, sizeof cause, "%s", tsnap_errmsg());
+        return tsnap__err(TSNAP_ECHECKSUM, NULL, NULL, "%s (the data cannot be decoded)", cause);
+    }
+    tsnap__checksum_format(XXH3_64bits_digest(hash), computed, sizeof computed);
+    if (strcmp(computed, recorded) != 0)
+        return tsnap__err(TSNAP_ECHECKSUM, r->path, name,
+                          "checksum mismatch: recorded %s, data gives %s", recorded, computed);
+    return 0;
+}
+
+/* Reads a selection into `dst`; with `verify` (a whole read), also checks
+ * the recorded checksum on the way, in the same pass over the data where
+ * the layout allows it. */
+static int read_tensor(tsnap_reader *r, const char *name, const int64_t *start,
+                       const int64_t *count, const int64_t *step, const DLTensor *dst, bool verify)
 {
     tensor t;
     selection s;
     tsnap_view v;
     const tsnap_tensor_info *info = NULL;
+    char *recorded = NULL;
+    XXH3_state_t *hash = NULL;
     ptrdiff_t i;
     int err;
 
-    tsnap__begin();
-    TSNAP_CHECK_ARG(r != NULL);
     /* A flat tensor described before is read with no dataset open. */
-    if (name && (i = find_name(r, name)) >= 0 && r->desc[i].done && is_flat(&r->desc[i].info)) {
+    if (!verify && name && (i = find_name(r, name)) >= 0 && r->desc[i].done &&
+        is_flat(&r->desc[i].info)) {
         info = &r->desc[i].info;
         tensor_of_info(r, name, info, &t);
     } else if ((err = tensor_open(r, name, &t)) < 0) {
@@ -803,61 +852,76 @@ int tsnap_reader_read(tsnap_reader *r, const char *name, const int64_t *start,
                          "destination shape does not match the selection");
         goto done;
     }
-    if (s.nelems == 0)
+    if (verify && (err = checksum_begin(r, &t, &recorded, &hash)) < 0)
         goto done;
+    if (s.nelems == 0)
+        goto checked;
+    /* Threads write disjoint parts of the destination, unless it repeats
+     * elements (a zero stride): then one thread, so the last one wins. */
+    int threads = tsnap_threads();
+    for (int k = 0; k < v.ndim; k++)
+        if (v.strides[k] == 0 && v.shape[k] > 1)
+            threads = 1;
     if (!info)
         info = described(r, &t);
     if (s.whole && is_flat(info)) {
-        err = tsnap__read_flat(&t, r->fd, info->offset, &v, NULL, tsnap_threads());
-        goto done;
+        err = tsnap__read_flat(&t, r->fd, info->offset, &v, hash, threads);
+        goto checked;
     }
     if (t.dset < 0 && ((err = tensor_open(r, name, &t)) < 0 ||
                        (err = make_selection(r, &t, start, count, step, &s)) < 0))
         goto done;
-    if (tsnap__chunks_decodable(&t))
-        err = tsnap__read_chunks(&t, &s, &v, NULL, tsnap_threads());
-    else if (v.contiguous)
+    if (tsnap__chunks_decodable(&t) && (!hash || chunks_are_ranges(&t))) {
+        err = tsnap__read_chunks(&t, &s, &v, hash, threads);
+        goto checked;
+    }
+    if (v.contiguous)
         err = read_contiguous(r, &t, &s, v.base);
     else
         err = read_blocks(r, &t, &s, scatter_block, &v);
+    if (hash && err == 0) { /* chunks that are not ranges: a second pass, in C order */
+        void *ctx[2] = {hash, &t};
+        err = read_blocks(r, &t, &s, hash_block, ctx);
+    }
+checked:
+    if (hash)
+        err = checksum_end(r, name, hash, recorded, err);
 done:
+    XXH3_freeState(hash);
+    free(recorded);
     tensor_close(&t);
     return err;
 }
 
-/* ---- verification ------------------------------------------------- */
-
-static int hash_block(void *ctx, const void *data, uint64_t first, uint64_t n)
+int tsnap_reader_read(tsnap_reader *r, const char *name, const int64_t *start,
+                      const int64_t *count, const int64_t *step, const DLTensor *dst)
 {
-    const tensor *t = ((void **)ctx)[1];
-    (void)first;
-    XXH3_64bits_update(((void **)ctx)[0], data, (size_t)(n * t->itemsize));
-    return 0;
+    tsnap__begin();
+    TSNAP_CHECK_ARG(r != NULL);
+    return read_tensor(r, name, start, count, step, dst, false);
 }
+
+int tsnap_reader_read_verified(tsnap_reader *r, const char *name, const DLTensor *dst)
+{
+    tsnap__begin();
+    TSNAP_CHECK_ARG(r != NULL);
+    return read_tensor(r, name, NULL, NULL, NULL, dst, true);
+}
+
+/* ---- verification ------------------------------------------------- */
 
 static int verify_one(tsnap_reader *r, const char *name)
 {
     tensor t;
     selection s;
-    char *recorded = NULL, computed[40];
+    char *recorded = NULL;
     XXH3_state_t *hash = NULL;
     int err;
 
     if ((err = tensor_open(r, name, &t)) < 0)
         return err;
-    if ((err = tsnap__attr_read_string(t.dset, "tsnap_checksum", &recorded, r->path, name)) < 0 ||
-        !recorded)
-        goto done;
-    if (strncmp(recorded, TSNAP_CHECKSUM_PREFIX, strlen(TSNAP_CHECKSUM_PREFIX)) != 0) {
-        err = tsnap__err(TSNAP_EFORMAT, r->path, name, "unknown checksum algorithm in '%s'",
-                         recorded);
-        goto done;
-    }
-    if (!(hash = XXH3_createState()) || XXH3_64bits_reset(hash) == XXH_ERROR) {
-        err = tsnap__err(TSNAP_ENOMEM, r->path, name, "out of memory");
-        goto done;
-    }
-    if ((err = make_selection(r, &t, NULL, NULL, NULL, &s)) < 0)
+    if ((err = checksum_begin(r, &t, &recorded, &hash)) < 0 || !recorded ||
+        (err = make_selection(r, &t, NULL, NULL, NULL, &s)) < 0)
         goto done;
     void *ctx[2] = {hash, &t};
     const tsnap_tensor_info *info = described(r, &t);
@@ -869,16 +933,7 @@ static int verify_one(tsnap_reader *r, const char *name)
         err = tsnap__read_chunks(&t, &s, NULL, hash, tsnap_threads());
     else
         err = read_blocks(r, &t, &s, hash_block, ctx);
-    if (err < 0) {
-        char cause[512];
-        snprintf(cause, sizeof cause, "%s", tsnap_errmsg());
-        err = tsnap__err(TSNAP_ECHECKSUM, NULL, NULL, "%s (the data cannot be decoded)", cause);
-        goto done;
-    }
-    tsnap__checksum_format(XXH3_64bits_digest(hash), computed, sizeof computed);
-    if (strcmp(computed, recorded) != 0)
-        err = tsnap__err(TSNAP_ECHECKSUM, r->path, name,
-                         "checksum mismatch: recorded %s, data gives %s", recorded, computed);
+    err = checksum_end(r, name, hash, recorded, err);
 done:
     XXH3_freeState(hash);
     free(recorded);

@@ -306,8 +306,10 @@ static PyObject *reader_map(ReaderObject *self, PyObject *args)
     return mapped_array(m);
 }
 
-/* A new array holding the whole of tensor `name` (described as `info`). */
-static PyObject *read_whole(ReaderObject *self, const char *name, const tsnap_tensor_info *info)
+/* A new array holding the whole of tensor `name` (described as `info`),
+ * its checksum checked on the way when `verify`. */
+static PyObject *read_whole(ReaderObject *self, const char *name, const tsnap_tensor_info *info,
+                            int verify)
 {
     PyObject *arr = tsnap_ext_new_array(info->dtype, info->ndim, info->shape, NULL);
     DLTensor t;
@@ -321,7 +323,8 @@ static PyObject *read_whole(ReaderObject *self, const char *name, const tsnap_te
     t.ndim = info->ndim;
     t.shape = (int64_t *)info->shape;
     tsnap_dtype_to_dlpack(&t.dtype, info->dtype);
-    TSNAP_EXT_CALL(err = tsnap_reader_read(self->r, name, NULL, NULL, NULL, &t));
+    TSNAP_EXT_CALL(err = verify ? tsnap_reader_read_verified(self->r, name, &t)
+                                : tsnap_reader_read(self->r, name, NULL, NULL, NULL, &t));
     if (err < 0) {
         Py_DECREF(arr);
         return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
@@ -330,19 +333,22 @@ static PyObject *read_whole(ReaderObject *self, const char *name, const tsnap_te
 }
 
 /*
- * read_many(names, mode, noview) -> [(array or None, dtype code), ...]:
- * every tensor of `names` (bytes) whole, in one call.  mode 0 copies,
- * 1 maps (a tensor that does not lie flat raises NotMappableError), 2 maps
- * what lies flat and copies the rest.  Tensors whose dtype code is in
- * `noview` are never mapped: under mode 1 their entry is None (the package
- * says why), under mode 2 they are copied.
+ * read_many(names, mode, noview, verify=False) -> [(array or None, dtype
+ * code), ...]: every tensor of `names` (bytes) whole, in one call.  mode 0
+ * copies, 1 maps (a tensor that does not lie flat raises
+ * NotMappableError), 2 maps what lies flat and copies the rest.  Tensors
+ * whose dtype code is in `noview` are never mapped: under mode 1 their
+ * entry is None (the package says why), under mode 2 they are copied.
+ * verify: checksums checked, in the same pass as the copy, or before the
+ * map.
  */
 static PyObject *reader_read_many(ReaderObject *self, PyObject *args)
 {
     PyObject *names, *noview, *seq = NULL, *out = NULL;
-    int mode;
+    int mode, verify = 0;
 
-    if (!PyArg_ParseTuple(args, "OiO", &names, &mode, &noview) || reader_check(self) < 0)
+    if (!PyArg_ParseTuple(args, "OiO|p", &names, &mode, &noview, &verify) ||
+        reader_check(self) < 0)
         return NULL;
     if (!(seq = PySequence_Fast(names, "names must be a sequence of bytes")))
         return NULL;
@@ -370,14 +376,20 @@ static PyObject *reader_read_many(ReaderObject *self, PyObject *args)
             goto fail;
         }
         int flat = info.map_status == TSNAP_MAP_OK || info.map_status == TSNAP_MAP_EMPTY;
-        if (mode == 1 && blocked) {
+        int mapped = mode == 1 || (mode == 2 && !blocked && flat);
+        err = 0;
+        if (mapped && verify) /* the pages are checked before they are handed out */
+            TSNAP_EXT_CALL(err = tsnap_reader_verify(self->r, name));
+        if (err < 0) {
+            arr = tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+        } else if (mode == 1 && blocked) {
             arr = Py_NewRef(Py_None);
-        } else if (mode == 1 || (mode == 2 && !blocked && flat)) {
+        } else if (mapped) {
             /* mode 1 and not flat: the library says why it cannot map */
             TSNAP_EXT_CALL(err = tsnap_mapping_create(&m, self->r, name));
             arr = err < 0 ? tsnap_ext_raise(err, TSNAP_EXT_TENSOR) : mapped_array(m);
         } else {
-            arr = read_whole(self, name, &info);
+            arr = read_whole(self, name, &info, verify);
         }
         if (!arr || !(pair = PyTuple_Pack(2, arr, code))) {
             Py_XDECREF(arr);
@@ -483,7 +495,7 @@ static PyMethodDef reader_methods[] = {
      "read(name, dtype, shape, start=None, step=None) -> ndarray"},
     {"map", (PyCFunction)reader_map, METH_VARARGS, "map(name) -> read-only ndarray"},
     {"read_many", (PyCFunction)reader_read_many, METH_VARARGS,
-     "read_many(names, mode, noview) -> [(ndarray or None, dtype code), ...]"},
+     "read_many(names, mode, noview, verify=False) -> [(ndarray or None, dtype code), ...]"},
     {"verify", (PyCFunction)reader_verify, METH_VARARGS, "verify(name=None)"},
     {"attrs", (PyCFunction)reader_attrs, METH_VARARGS, "attrs(name=None) -> dict"},
     {NULL, NULL, 0, NULL},

@@ -170,11 +170,12 @@ class Tensor:
         """The whole tensor as an array.  mmap=False: a copy.  mmap=True: a
         read-only array over the file's own pages, or NotMappableError.
         mmap="auto": mapped when possible, else a copy.  verify=True
-        recomputes the checksum first (IntegrityError if it differs)."""
+        checks the checksum (IntegrityError if it differs): on the way for a
+        copy, before handing out mapped pages."""
         _check_mmap(self._file.path, mmap)
-        reader = self._file._r()
         if verify:
-            reader.verify(self._key)
+            return self._file._load_whole([self.name], mmap, verify=True)[0]
+        reader = self._file._r()
         if mmap is False:
             return self._read(self.shape)
         why = self.map_status
@@ -252,13 +253,15 @@ class File(collections.abc.Mapping):
         """1 for a file tsnap wrote, 0 for any other HDF5 file."""
         return self._r().format_version
 
-    def _load_whole(self, names, mmap):
+    def _load_whole(self, names, mmap, verify=False):
         """The arrays of tensors `names`, whole, in one library call: mapped
-        (mmap=True), copied (False), or mapped where they lie flat ("auto")."""
+        (mmap=True), copied (False), or mapped where they lie flat ("auto");
+        verify=True checks each checksum (in the same pass as a copy)."""
         mode = 0 if mmap is False else 1 if mmap is True else 2
         keys = [encode_name(self.path, n) for n in names]
         out = []
-        for name, (raw, code) in zip(names, self._r().read_many(keys, mode, dtypes.no_view())):
+        arrays = self._r().read_many(keys, mode, dtypes.no_view(), verify)
+        for name, (raw, code) in zip(names, arrays):
             if raw is None:  # mapped bytes NumPy cannot view as this dtype
                 raise errors.NotMappableError(f"{self.path}: tensor '{name}':"
                                               f" cannot map: {dtypes.why_not_view(code)}")
@@ -300,19 +303,17 @@ def load(path, name=None, *, mmap=False, verify=False):
     mmap=False copies; mmap=True returns read-only arrays over the file's
     own pages (no copy) or raises NotMappableError saying why; mmap="auto"
     maps what it can and copies the rest.  verify=True checks checksums
-    first.  Any HDF5 file of numeric datasets loads, not only tsnap's."""
+    (IntegrityError naming the first tensor that differs): a copy checks on
+    the way, reading the data once; mapped pages are checked before they are
+    returned.  Any HDF5 file of numeric datasets loads, not only tsnap's."""
     _check_mmap(path, mmap)
     with File(path) as f:
         if name is not None:
             name = f._name(name)
             if name not in f._index:
                 raise errors.KeyError(f"{f.path}: no tensor '{name}'")
-            if verify:
-                f.verify(name)
-            return f._load_whole([name], mmap)[0]
-        if verify:
-            f.verify()
-        return dict(zip(f._names, f._load_whole(f._names, mmap)))
+            return f._load_whole([name], mmap, verify)[0]
+        return dict(zip(f._names, f._load_whole(f._names, mmap, verify)))
 
 
 def verify(path):

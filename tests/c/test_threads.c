@@ -1,6 +1,6 @@
 /*
  * test_threads.c - different handles work from different threads at once,
- * and tsnap_errmsg() is per thread.
+ * tsnap_errmsg() is per thread, and the pool never races on a destination.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -140,8 +140,50 @@ static void test_errmsg_is_per_thread(void)
     CHECK_MSG(strstr(before, "main-thread.h5") != NULL, "this thread's message is \"%s\"", before);
 }
 
+/* A destination with a zero stride holds one element for many: reads on
+ * the pool must still give the last one in C order, every time. */
+static void test_a_read_into_a_zero_stride_destination_keeps_the_last_row(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    enum { ROWS = 1280, COLS = 8192 }; /* 40 MiB: several pieces and chunks */
+    size_t n = (size_t)ROWS * COLS * 4;
+    unsigned char *src = alloc_filled(n, 0);
+    rng_fill(&r, src, n);
+    int64_t shape[2] = {ROWS, COLS};
+    DLTensor t = cpu_tensor(src, TSNAP_FLOAT32, 2, shape, NULL, 0);
+    const optset *opts[] = {&OPT_PLAIN, &OPT_DEFLATE};
+    float *row = malloc(COLS * 4);
+    int64_t strides[2] = {0, 1};
+    CHECK_OK(tsnap_set_threads(4));
+    for (int o = 0; o < 2; o++) {
+        ctx_set("%s", opts[o]->label);
+        tsnap_write_options wo;
+        optset_apply(opts[o], &wo);
+        const char *path = tpath("zs.h5");
+        tsnap_writer *w = NULL;
+        CHECK_OK_FATAL(tsnap_writer_create(&w, path, &wo));
+        CHECK_OK(tsnap_writer_put(w, "x", &t));
+        CHECK_OK_FATAL(tsnap_writer_commit(w));
+        tsnap_writer_free(w);
+        tsnap_reader *rd = open_reader(path);
+        DLTensor dst = cpu_tensor(row, TSNAP_FLOAT32, 2, shape, strides, 0);
+        for (int round = 0; round < 3; round++) {
+            memset(row, 0, COLS * 4);
+            CHECK_OK(tsnap_reader_read(rd, "x", NULL, NULL, NULL, &dst));
+            CHECK_MEM(row, src + n - COLS * 4, COLS * 4, "the last row");
+        }
+        tsnap_reader_free(rd);
+    }
+    ctx_clear();
+    CHECK_OK(tsnap_set_threads(0));
+    free(row);
+    free(src);
+}
+
 const test_entry threads_tests[] = {
     TEST(test_threads_write_and_read_their_own_snapshots_at_once),
     TEST(test_errmsg_is_per_thread),
+    TEST(test_a_read_into_a_zero_stride_destination_keeps_the_last_row),
     TEST_END,
 };

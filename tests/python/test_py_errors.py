@@ -191,6 +191,11 @@ def _flip(path, offset, mask=0x10):
         fh.write(bytes([b ^ mask]))
 
 
+def _tensor_numpy(path, name, **kw):
+    with tsnap.open(path) as f:
+        return f[name].numpy(**kw)
+
+
 @pytest.mark.parametrize("name", ["plain/f32", "plain/i16", "scalar", "flags"])
 def test_a_changed_byte_in_a_tensor_fails_its_checksum_naming_it(tmp_path, seed, name):
     path = tmp_path / "s.h5"
@@ -199,7 +204,10 @@ def test_a_changed_byte_in_a_tensor_fails_its_checksum_naming_it(tmp_path, seed,
     for call in (lambda: tsnap.verify(path), lambda: tsnap.load(path, verify=True),
                  lambda: tsnap.load(path, name, verify=True),
                  lambda: tsnap.load(path, name, mmap=True, verify=True),
-                 lambda: tsnap.load(path, name, mmap="auto", verify=True)):
+                 lambda: tsnap.load(path, name, mmap="auto", verify=True),
+                 lambda: _tensor_numpy(path, name, mmap=False, verify=True),
+                 lambda: _tensor_numpy(path, name, mmap=True, verify=True),
+                 lambda: _tensor_numpy(path, name, mmap="auto", verify=True)):
         with pytest.raises(tsnap.IntegrityError) as info:
             call()
         assert name in str(info.value) and str(path) in str(info.value), str(info.value)
@@ -217,9 +225,11 @@ def test_verify_names_the_first_bad_tensor_in_sorted_order(tmp_path, seed):
     _snapshot(path, np.random.default_rng([seed, 52]))
     _flip(path, _data_offset(path, "plain/i16"))
     _flip(path, _data_offset(path, "plain/f32"))
-    with pytest.raises(tsnap.IntegrityError) as info:
-        tsnap.verify(path)
-    assert "plain/f32" in str(info.value) and "plain/i16" not in str(info.value)
+    for call in (lambda: tsnap.verify(path), lambda: tsnap.load(path, verify=True),
+                 lambda: tsnap.load(path, mmap="auto", verify=True)):
+        with pytest.raises(tsnap.IntegrityError) as info:
+            call()
+        assert "plain/f32" in str(info.value) and "plain/i16" not in str(info.value)
 
 
 def test_a_changed_byte_in_compressed_data_is_a_format_or_integrity_error(tmp_path, seed):
