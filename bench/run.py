@@ -13,7 +13,7 @@ PYTHONPATH=build/python .venv/bin/python bench/run.py), otherwise from
 build/python next to the repository root (what tools/setup.sh builds).
 Files go to a fresh temporary directory under build/ (or /tmp), or under
 --dir; every file is deleted as soon as its measurement is done.  Repeats:
---repeat (default 5), --repeat-large for the 1 GiB tensor (default 3),
+--repeat (default 5), --repeat-large for the 1 GiB tensor (default 5),
 --map-repeat for the mapped opens (default 200); zarr's 10,000-array group
 runs twice and the rows of `mapopen` that copy 1 GiB ten times.
 
@@ -1281,8 +1281,8 @@ def parse_args(argv):
     p.add_argument("--only", choices=WORKLOADS, action="append",
                    help="run this workload only (repeatable)")
     p.add_argument("--repeat", type=int, default=5, help="repeats of each measurement (default 5)")
-    p.add_argument("--repeat-large", type=int, default=3,
-                   help="repeats for the 1 GiB tensor of 'big' (default 3)")
+    p.add_argument("--repeat-large", type=int, default=5,
+                   help="repeats for the 1 GiB tensor of 'big' (default 5)")
     p.add_argument("--map-repeat", type=int, default=200,
                    help="repeats of each mapped open in 'mapopen' (default 200)")
     p.add_argument("--quick", action="store_true",
