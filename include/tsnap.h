@@ -236,12 +236,28 @@ TSNAP_API int tsnap_writer_create(tsnap_writer **out, const char *path,
  * doubled '/', without "." or ".." parts or control characters.
  * Returns TSNAP_EINVAL for a bad name or tensor (NULL data with elements,
  * ndim outside 0..TSNAP_MAX_NDIM, negative or overflowing shape),
- * TSNAP_ETYPE for a type with no tsnap dtype, TSNAP_ENOCUDA for device
- * memory this build cannot read, TSNAP_EEXISTS if the name (or a group on
- * its path) is taken, TSNAP_EIO if writing fails.  A failed write leaves
- * the writer unable to commit; argument errors do not.
+ * TSNAP_ETYPE for a type with no tsnap dtype, TSNAP_ENOCUDA for CUDA
+ * memory when this build has no CUDA or the machine no device,
+ * TSNAP_ECUDA if a CUDA call fails, TSNAP_EEXISTS if the name (or a group
+ * on its path) is taken, TSNAP_EIO if writing fails.  A failed write
+ * leaves the writer unable to commit; argument errors do not.
+ *
+ * A tensor in CUDA memory (kDLCUDA, kDLCUDAManaged; any strides) is read
+ * after the work queued on the legacy default stream, as
+ * tsnap_writer_put_stream with a NULL stream does.
  */
 TSNAP_API int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor);
+
+/**
+ * tsnap_writer_put for a tensor that work on `cuda_stream` (a
+ * cudaStream_t; NULL: the legacy default stream) writes: the device
+ * memory is read after what is queued on that stream when the call is
+ * made.  Chunks move to the host through pinned buffers on a stream of
+ * tsnap's own, overlapping the checksum, compression and writing; a
+ * strided tensor is packed on the device.  Host memory ignores the stream.
+ */
+TSNAP_API int tsnap_writer_put_stream(tsnap_writer *w, const char *name, const DLTensor *tensor,
+                                      void *cuda_stream);
 
 /**
  * Sets a numeric attribute: a 0-d tensor is a scalar, a 1-d or larger one a
@@ -363,6 +379,20 @@ TSNAP_API int tsnap_reader_describe(tsnap_reader *r, const char *name, tsnap_ten
  */
 TSNAP_API int tsnap_reader_read(tsnap_reader *r, const char *name, const int64_t *start,
                                 const int64_t *count, const int64_t *step, const DLTensor *dst);
+
+/**
+ * tsnap_reader_read into memory that work on `cuda_stream` (a
+ * cudaStream_t; NULL: the legacy default stream) uses.  `dst` may be CUDA
+ * memory (kDLCUDA, kDLCUDAManaged; any strides): the selection is read in
+ * slabs into pinned host buffers and copied to the device, each copy
+ * overlapping the next slab's read, after what is queued on the stream;
+ * the copies are complete when the call returns.  TSNAP_ENOCUDA when this
+ * build has no CUDA or the machine no device, TSNAP_ECUDA if a CUDA call
+ * fails.  tsnap_reader_read does the same on the legacy default stream.
+ */
+TSNAP_API int tsnap_reader_read_stream(tsnap_reader *r, const char *name, const int64_t *start,
+                                       const int64_t *count, const int64_t *step,
+                                       const DLTensor *dst, void *cuda_stream);
 
 /**
  * Reads the whole of tensor `name` into `dst` (as tsnap_reader_read with

@@ -78,11 +78,16 @@ typedef struct tsnap_view {
     uint64_t nelems;
     uint64_t nbytes;
     bool contiguous;                /* C-contiguous: one memcpy */
+    int device;                     /* -1: host memory; else the CUDA device */
 } tsnap_view;
 
-/* Checks a DLTensor (shape, strides, dtype, device) into a view.
- * `file`/`name` are for messages. */
+/* Checks a DLTensor (shape, strides, dtype, device) into a view.  CUDA
+ * device and managed memory give a view with `device` set, whose bytes
+ * only device.c touches. `file`/`name` are for messages. */
 int tsnap__view_init(tsnap_view *v, const DLTensor *t, const char *file, const char *name);
+
+/* The same, refusing memory the CPU cannot read (attribute values). */
+int tsnap__view_init_host(tsnap_view *v, const DLTensor *t, const char *file, const char *name);
 
 /* Checks that ndim dims are non-negative and their product times
  * itemsize fits in int64; stores both counts. */
@@ -287,5 +292,82 @@ int tsnap__read_chunks(const tsnap_dset *t, const tsnap_selection *s, const tsna
  * a tensor (cached: describing it again costs nothing). */
 const char *tsnap__reader_path(const tsnap_reader *r);
 int tsnap__reader_fd(const tsnap_reader *r);
+
+/* ---- device.c: CUDA memory ---------------------------------------- */
+
+/*
+ * What tsnap asks of the CUDA runtime.  Every call returns 0 or the
+ * runtime's error code (error_string names it).  The real table is
+ * cuda.cu's, in builds with CUDA; tests may install a table of their own.
+ * Device pointers and streams are opaque here.
+ */
+enum { TSNAP_CUDA_D2H = 2, TSNAP_CUDA_H2D = 1 };
+typedef struct tsnap_cuda_ops {
+    const char *name;
+    int (*device_count)(int *n);
+    int (*set_device)(int device);
+    int (*stream_create)(void **stream);
+    int (*stream_destroy)(void *stream);
+    int (*stream_sync)(void *stream);
+    int (*stream_wait_event)(void *stream, void *event);
+    int (*event_create)(void **event);
+    int (*event_destroy)(void *event);
+    int (*event_record)(void *event, void *stream);
+    int (*event_sync)(void *event);
+    int (*host_alloc)(void **p, size_t n); /* pinned */
+    int (*host_free)(void *p);
+    int (*dev_alloc)(void **p, size_t n);
+    int (*dev_free)(void *p);
+    int (*copy)(void *dst, const void *src, size_t n, int kind, void *stream);
+    /* Logical elements [first, first+n) of the device view `v` to the
+     * device buffer `dst`, C order (gather), or back (scatter). */
+    int (*gather)(const tsnap_view *v, uint64_t first, uint64_t n, void *dst, void *stream);
+    int (*scatter)(const tsnap_view *v, uint64_t first, uint64_t n, const void *src,
+                   void *stream);
+    const char *(*error_string)(int err);
+} tsnap_cuda_ops;
+
+/* cuda.cu's table; NULL in a build without CUDA. */
+const tsnap_cuda_ops *tsnap__cuda_runtime(void);
+/* Replaces the table (NULL: back to the runtime's); for tests. */
+void tsnap__cuda_set_ops(const tsnap_cuda_ops *ops);
+
+/*
+ * Staging between CUDA memory and the host: `nslots` pinned host buffers
+ * of `bytes`, each with an event, on a stream of tsnap's own that is
+ * ordered after the work already queued on the caller's stream.
+ */
+typedef struct tsnap_stage {
+    const tsnap_cuda_ops *ops;
+    int device;
+    void *stream;
+    const char *file, *name;
+    unsigned nslots;
+    size_t bytes;
+    struct tsnap_stage_slot {
+        void *host;    /* pinned */
+        void *scratch; /* device: for strided tensors */
+        void *event;
+        bool queued;
+    } slot[64];
+} tsnap_stage;
+
+/* 0 when CUDA `device` can be used, else TSNAP_ENOCUDA saying why. */
+int tsnap__cuda_check(int device, const char *file, const char *name);
+
+int tsnap__stage_open(tsnap_stage *st, int device, void *caller_stream, unsigned nslots,
+                      size_t bytes, bool scratch, const char *file, const char *name);
+/* Ends the staging: waits for what is queued, frees everything. */
+void tsnap__stage_close(tsnap_stage *st);
+/* Queues the copy of logical elements [first, first+n) of device view `v`
+ * into slot `i`'s host buffer. */
+int tsnap__stage_fetch(tsnap_stage *st, unsigned i, const tsnap_view *v, uint64_t first,
+                       uint64_t n);
+/* Queues the copy of slot `i`'s host buffer into logical elements
+ * [first, first+n) of device view `v`. */
+int tsnap__stage_store(tsnap_stage *st, unsigned i, const tsnap_view *v, uint64_t first,
+                       uint64_t n);
+/* Waits until slot `i`'s queued copy is done (any thread). */
+int tsnap__stage_wait(tsnap_stage *st, unsigned i);
 
 #endif

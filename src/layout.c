@@ -54,6 +54,7 @@ int tsnap__view_init(tsnap_view *v, const DLTensor *t, const char *file, const c
 {
     int err;
     memset(v, 0, sizeof *v);
+    v->device = -1;
     if (!t)
         return tsnap__err(TSNAP_EINVAL, file, name, "tensor is NULL");
     switch (t->device.device_type) {
@@ -62,9 +63,11 @@ int tsnap__view_init(tsnap_view *v, const DLTensor *t, const char *file, const c
         break;
     case kDLCUDA:
     case kDLCUDAManaged:
-        return tsnap__err(TSNAP_ENOCUDA, file, name,
-                          "tensor is in CUDA device memory, which this build of tsnap cannot read "
-                          "(built without CUDA)");
+        if (t->device.device_id < 0)
+            return tsnap__err(TSNAP_EINVAL, file, name, "CUDA device id %d is negative",
+                              (int)t->device.device_id);
+        v->device = t->device.device_id;
+        break;
     default:
         return tsnap__err(TSNAP_EINVAL, file, name, "unsupported DLPack device type %d",
                           (int)t->device.device_type);
@@ -120,6 +123,15 @@ int tsnap__view_init(tsnap_view *v, const DLTensor *t, const char *file, const c
     v->base = (char *)t->data + t->byte_offset;
     v->contiguous = c_contiguous(v->ndim, v->shape, v->strides);
     return 0;
+}
+
+int tsnap__view_init_host(tsnap_view *v, const DLTensor *t, const char *file, const char *name)
+{
+    int err = tsnap__view_init(v, t, file, name);
+    if (err == 0 && v->device >= 0)
+        return tsnap__err(TSNAP_ENOCUDA, file, name,
+                          "the value is in CUDA memory; attribute values must be in host memory");
+    return err;
 }
 
 /* The view's dims with size-1 dims dropped and mergeable neighbours

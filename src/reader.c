@@ -812,11 +812,91 @@ static int checksum_end(tsnap_reader *r, const char *name, XXH3_state_t *hash,
     return 0;
 }
 
+static int read_tensor(tsnap_reader *r, const char *name, const int64_t *start,
+                       const int64_t *count, const int64_t *step, const DLTensor *dst, bool verify,
+                       void *stream);
+static int verify_one(tsnap_reader *r, const char *name);
+
+#define SLAB_BYTES ((uint64_t)32 << 20)
+
+/*
+ * A read into CUDA memory (`v`): the selection `s` in slabs of at most
+ * SLAB_BYTES, each a C-order range of it, read into one of two pinned
+ * buffers and copied to the device while the next slab is read.
+ */
+static int read_to_device(tsnap_reader *r, const char *name, int ndim, const selection *s,
+                          const tsnap_view *v, void *stream)
+{
+    tsnap_stage stage;
+    int64_t start[TSNAP_MAX_NDIM], count[TSNAP_MAX_NDIM], step[TSNAP_MAX_NDIM];
+    uint64_t inner = 1, outer = 1, rows = 1;
+    int a = ndim - 1, err;
+
+    /* Axis `a`: the first whose inner block fits in a slab. */
+    for (int k = 0; k < ndim; k++)
+        step[k] = (int64_t)s->step[k];
+    while (a >= 0 && inner * s->count[a] * v->itemsize <= SLAB_BYTES) {
+        inner *= s->count[a];
+        a--;
+    }
+    if (a >= 0) {
+        rows = SLAB_BYTES / (inner * v->itemsize);
+        rows = rows < s->count[a] ? rows : s->count[a];
+        for (int k = 0; k < a; k++)
+            outer *= s->count[k];
+    } else {
+        a = 0; /* it all fits: one slab */
+        rows = ndim ? s->count[0] : 1;
+        inner = ndim ? inner / s->count[0] : 1;
+    }
+    uint64_t per_row = ndim ? s->count[a] : 1;
+    uint64_t slabs_per_outer = (per_row + rows - 1) / rows;
+    size_t bytes = (size_t)(rows * inner * v->itemsize);
+    if ((err = tsnap__stage_open(&stage, v->device, stream, 2, bytes, !v->contiguous, r->path,
+                                 name)) < 0)
+        return err;
+    DLTensor host;
+    memset(&host, 0, sizeof host);
+    host.device.device_type = kDLCPU;
+    host.ndim = ndim;
+    host.shape = count;
+    tsnap_dtype_to_dlpack(&host.dtype, v->dtype);
+    for (uint64_t i = 0; i < outer * slabs_per_outer && err == 0; i++) {
+        unsigned slot = (unsigned)(i % 2);
+        uint64_t o = i / slabs_per_outer, r0 = (i % slabs_per_outer) * rows;
+        uint64_t nr = per_row - r0 < rows ? per_row - r0 : rows, rest = o;
+        for (int k = ndim - 1; k >= 0; k--) {
+            start[k] = (int64_t)s->start[k];
+            count[k] = (int64_t)s->count[k];
+            if (k < a) { /* one index of the outer axes */
+                start[k] += (int64_t)(rest % s->count[k]) * step[k];
+                count[k] = 1;
+                rest /= s->count[k];
+            }
+        }
+        if (ndim) {
+            start[a] += (int64_t)r0 * step[a];
+            count[a] = (int64_t)nr;
+        }
+        host.data = stage.slot[slot].host;
+        if ((err = tsnap__stage_wait(&stage, slot)) < 0 ||
+            (err = read_tensor(r, name, ndim ? start : NULL, ndim ? count : NULL,
+                               ndim ? step : NULL, &host, false, NULL)) < 0)
+            break;
+        err = tsnap__stage_store(&stage, slot, v, (o * per_row + r0) * inner, nr * inner);
+    }
+    for (unsigned k = 0; k < 2 && err == 0; k++)
+        err = tsnap__stage_wait(&stage, k);
+    tsnap__stage_close(&stage);
+    return err;
+}
+
 /* Reads a selection into `dst`; with `verify` (a whole read), also checks
  * the recorded checksum on the way, in the same pass over the data where
  * the layout allows it. */
 static int read_tensor(tsnap_reader *r, const char *name, const int64_t *start,
-                       const int64_t *count, const int64_t *step, const DLTensor *dst, bool verify)
+                       const int64_t *count, const int64_t *step, const DLTensor *dst, bool verify,
+                       void *stream)
 {
     tensor t;
     selection s;
@@ -850,6 +930,14 @@ static int read_tensor(tsnap_reader *r, const char *name, const int64_t *start,
     if (!same) {
         err = tsnap__err(TSNAP_EINVAL, r->path, name,
                          "destination shape does not match the selection");
+        goto done;
+    }
+    if (v.device >= 0) { /* CUDA memory: checked first, then read in slabs */
+        if ((err = tsnap__cuda_check(v.device, r->path, name)) < 0 ||
+            (verify && (err = verify_one(r, name)) < 0))
+            goto done;
+        if (s.nelems > 0)
+            err = read_to_device(r, name, t.ndim, &s, &v, stream);
         goto done;
     }
     if (verify && (err = checksum_begin(r, &t, &recorded, &hash)) < 0)
@@ -896,16 +984,23 @@ done:
 int tsnap_reader_read(tsnap_reader *r, const char *name, const int64_t *start,
                       const int64_t *count, const int64_t *step, const DLTensor *dst)
 {
+    return tsnap_reader_read_stream(r, name, start, count, step, dst, NULL);
+}
+
+int tsnap_reader_read_stream(tsnap_reader *r, const char *name, const int64_t *start,
+                             const int64_t *count, const int64_t *step, const DLTensor *dst,
+                             void *cuda_stream)
+{
     tsnap__begin();
     TSNAP_CHECK_ARG(r != NULL);
-    return read_tensor(r, name, start, count, step, dst, false);
+    return read_tensor(r, name, start, count, step, dst, false, cuda_stream);
 }
 
 int tsnap_reader_read_verified(tsnap_reader *r, const char *name, const DLTensor *dst)
 {
     tsnap__begin();
     TSNAP_CHECK_ARG(r != NULL);
-    return read_tensor(r, name, NULL, NULL, NULL, dst, true);
+    return read_tensor(r, name, NULL, NULL, NULL, dst, true, NULL);
 }
 
 /* ---- verification ------------------------------------------------- */

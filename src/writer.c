@@ -384,7 +384,29 @@ typedef struct put_job {
     uint64_t nsplit;      /* chunks along `split` */
     uint64_t k;           /* chunk length along `split` */
     size_t chunk_bytes;   /* bytes of a full chunk */
+    tsnap_stage *stage;   /* a tensor in CUDA memory: its chunks' host copies */
 } put_job;
+
+/* Chunk `item`'s logical elements [*first, *first + *n). */
+static void chunk_range(const put_job *j, uint64_t item, uint64_t *first, uint64_t *n)
+{
+    const tsnap_view *v = j->v;
+    uint64_t o = item / j->nsplit, k0 = (item % j->nsplit) * j->k;
+    uint64_t k = (uint64_t)v->shape[j->split] - k0 < j->k ? (uint64_t)v->shape[j->split] - k0
+                                                           : j->k;
+    *first = (o * (uint64_t)v->shape[j->split] + k0) * j->inner;
+    *n = k * j->inner;
+}
+
+/* Produce, for a tensor in CUDA memory: queue the copy of the chunk into
+ * its slot's pinned buffer. */
+static int put_fetch(void *ctx, uint64_t item, unsigned si)
+{
+    put_job *j = ctx;
+    uint64_t first, n;
+    chunk_range(j, item, &first, &n);
+    return tsnap__stage_fetch(j->stage, si, j->v, first, n);
+}
 
 /* Work: the bytes of chunk `item`, packed, padded, shuffled, compressed. */
 static int put_work(void *ctx, uint64_t item, unsigned si)
@@ -392,12 +414,11 @@ static int put_work(void *ctx, uint64_t item, unsigned si)
     put_job *j = ctx;
     const tsnap_view *v = j->v;
     slot *sl = &j->w->slots[si];
-    uint64_t o = item / j->nsplit, k0 = (item % j->nsplit) * j->k;
-    uint64_t k = (uint64_t)v->shape[j->split] - k0 < j->k ? (uint64_t)v->shape[j->split] - k0
-                                                           : j->k;
-    uint64_t first = (o * (uint64_t)v->shape[j->split] + k0) * j->inner, n = k * j->inner;
+    uint64_t o = item / j->nsplit, k0 = (item % j->nsplit) * j->k, first, n;
+    chunk_range(j, item, &first, &n);
     size_t bytes = (size_t)(n * v->itemsize);
     const uint8_t *chunk;
+    int err;
 
     /* Where the chunk starts in the file's dims (complex32's pair axis,
      * the last, starts at 0). */
@@ -409,7 +430,16 @@ static int put_work(void *ctx, uint64_t item, unsigned si)
     }
     sl->offset[j->split] = k0;
 
-    if (v->contiguous && v->dtype != TSNAP_BOOL && bytes == j->chunk_bytes) {
+    if (j->stage) { /* the chunk's C-order bytes, once its copy has landed */
+        if ((err = tsnap__stage_wait(j->stage, si)) < 0)
+            return err;
+        uint8_t *staged = j->stage->slot[si].host;
+        if (v->dtype == TSNAP_BOOL)
+            for (size_t i = 0; i < bytes; i++)
+                staged[i] = staged[i] != 0;
+        memset(staged + bytes, 0, j->chunk_bytes - bytes);
+        chunk = staged;
+    } else if (v->contiguous && v->dtype != TSNAP_BOOL && bytes == j->chunk_bytes) {
         chunk = (const uint8_t *)v->base + first * v->itemsize; /* in place */
     } else {
         if (tsnap__buf_reserve(&sl->packed, j->chunk_bytes) < 0)
@@ -439,7 +469,6 @@ static int put_work(void *ctx, uint64_t item, unsigned si)
         chunk = sl->shuffled.p;
     }
     size_t cap = tsnap__codec_bound(j->w->opts.codec, j->chunk_bytes);
-    int err;
     if (tsnap__buf_reserve(&sl->encoded, cap) < 0)
         return tsnap__err(TSNAP_ENOMEM, j->w->path, j->name,
                           "out of memory for a %zu-byte chunk", cap);
@@ -501,10 +530,11 @@ static void reserve_blocks(tsnap_writer *w, hid_t dset, uint64_t bytes)
 
 /* Writes every chunk of the tensor in order, hashing as it goes. */
 static int write_chunks(tsnap_writer *w, hid_t dset, const tsnap_view *v, int rank,
-                        const int64_t *chunk, XXH3_state_t *hash, const char *name)
+                        const int64_t *chunk, XXH3_state_t *hash, const char *name,
+                        void *stream)
 {
     put_job j = {w, name, v, dset, hash, use_shuffle(w, v), file_elem_size(v), rank,
-                 v->ndim - 1, 1, 1, 1, 0};
+                 v->ndim - 1, 1, 1, 1, 0, NULL};
     uint64_t outer = 1;
 
     /* The chunk rule makes axes after `split` whole, `split` hold k and
@@ -524,13 +554,54 @@ static int write_chunks(tsnap_writer *w, hid_t dset, const tsnap_view *v, int ra
     if (w->opts.codec == TSNAP_CODEC_NONE && outer * j.nsplit * j.chunk_bytes >= RESERVE_MIN)
         reserve_blocks(w, dset, outer * j.nsplit * j.chunk_bytes);
     unsigned threads = (unsigned)w->opts.threads;
-    tsnap_job_spec spec = {outer * j.nsplit, threads + 1 < WINDOW_MAX ? threads + 1 : WINDOW_MAX,
-                           threads, NULL, put_work, w->opts.checksum ? put_hash : NULL,
-                           put_write, &j};
-    return tsnap__job_run(&spec);
+    unsigned window = threads + 1 < WINDOW_MAX ? threads + 1 : WINDOW_MAX;
+    tsnap_job_spec spec = {outer * j.nsplit, window, threads, NULL, put_work,
+                           w->opts.checksum ? put_hash : NULL, put_write, &j};
+    if (v->device < 0)
+        return tsnap__job_run(&spec);
+    /* In CUDA memory: each chunk is copied to the host as it is produced,
+     * a few chunks ahead of the ones being compressed and written. */
+    tsnap_stage stage;
+    int err;
+    window = window < 4 ? 4 : window;
+    if ((err = tsnap__stage_open(&stage, v->device, stream, window, j.chunk_bytes, !v->contiguous,
+                                 w->path, name)) < 0)
+        return err;
+    j.stage = &stage;
+    spec.window = window;
+    spec.produce = put_fetch;
+    err = tsnap__job_run(&spec);
+    tsnap__stage_close(&stage);
+    return err;
+}
+
+/* The one element of a 0-d tensor, in host memory. */
+static int scalar_bytes(tsnap_writer *w, const char *name, const tsnap_view *v, void *stream,
+                        uint8_t *one)
+{
+    tsnap_stage stage;
+    int err;
+    if (v->device < 0) {
+        tsnap__gather(v, 0, 1, one);
+        return 0;
+    }
+    if ((err = tsnap__stage_open(&stage, v->device, stream, 1, v->itemsize, false, w->path,
+                                 name)) < 0)
+        return err;
+    if ((err = tsnap__stage_fetch(&stage, 0, v, 0, 1)) == 0 &&
+        (err = tsnap__stage_wait(&stage, 0)) == 0)
+        memcpy(one, stage.slot[0].host, v->itemsize);
+    tsnap__stage_close(&stage);
+    return err;
 }
 
 int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor)
+{
+    return tsnap_writer_put_stream(w, name, tensor, NULL);
+}
+
+int tsnap_writer_put_stream(tsnap_writer *w, const char *name, const DLTensor *tensor,
+                            void *cuda_stream)
 {
     tsnap_view v;
     hsize_t dims[TSNAP_MAX_NDIM + 1];
@@ -545,7 +616,8 @@ int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor)
     TSNAP_CHECK_ARG(w != NULL);
     if ((err = check_open(w, name)) < 0 || (err = tsnap__check_name(w->path, name)) < 0 ||
         (err = tsnap__view_init(&v, tensor, w->path, name)) < 0 ||
-        (err = check_free_name(w, name)) < 0)
+        (err = check_free_name(w, name)) < 0 ||
+        (v.device >= 0 && (err = tsnap__cuda_check(v.device, w->path, name)) < 0))
         return err;
 
     rank = v.ndim;
@@ -576,7 +648,8 @@ int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor)
     if (v.nelems > 0) {
         if (v.ndim == 0) { /* contiguous: one element, bool normalised */
             uint8_t one[16];
-            tsnap__gather(&v, 0, 1, one);
+            if ((err = scalar_bytes(w, name, &v, cuda_stream, one)) < 0)
+                goto fail;
             if (v.dtype == TSNAP_BOOL)
                 one[0] = one[0] != 0;
             XXH3_64bits_update(hash, one, v.itemsize);
@@ -584,7 +657,7 @@ int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor)
                 err = tsnap__h5err(TSNAP_EIO, w->path, name, "writing failed");
                 goto fail;
             }
-        } else if ((err = write_chunks(w, dset, &v, rank, chunk, hash, name)) < 0) {
+        } else if ((err = write_chunks(w, dset, &v, rank, chunk, hash, name, cuda_stream)) < 0) {
             goto fail;
         }
     }
@@ -718,7 +791,7 @@ int tsnap_writer_set_attr(tsnap_writer *w, const char *tensor, const char *key,
     TSNAP_CHECK_ARG(w != NULL);
     if ((err = attr_target(w, tensor, key, &obj)) < 0)
         return err;
-    if ((err = tsnap__view_init(&v, value, w->path, tensor)) < 0)
+    if ((err = tsnap__view_init_host(&v, value, w->path, tensor)) < 0)
         goto done;
     if ((!tensor || !*tensor) && (strcmp(key, "step") == 0 || strcmp(key, "time") == 0) &&
         ((err = typed_root_value(&v, key, w->path, &i64, &f64, &typed)) < 0 ||

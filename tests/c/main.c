@@ -25,7 +25,7 @@
 extern const test_entry dtype_tests[], roundtrip_tests[], describe_tests[], hyperslab_tests[],
     checksum_tests[], damaged_tests[], commit_tests[], attrs_tests[], args_tests[],
     names_tests[], hdf5_tests[], threads_tests[], lzf_tests[], lzf_host_tests[],
-    codecs_tests[];
+    codecs_tests[], device_tests[];
 
 static const struct {
     const char *name;
@@ -38,7 +38,7 @@ static const struct {
     {"args", args_tests},           {"names", names_tests},
     {"hdf5", hdf5_tests},           {"threads", threads_tests},
     {"lzf", lzf_tests},             {"lzf_host", lzf_host_tests},
-    {"codecs", codecs_tests},
+    {"codecs", codecs_tests},       {"device", device_tests},
 };
 #define NSUITES (sizeof SUITES / sizeof SUITES[0])
 
