@@ -94,20 +94,34 @@ static PyObject *writer_put(WriterObject *self, PyObject *args)
 }
 
 /*
- * put_dlpack(name, obj): takes obj.__dlpack__() and writes the tensor it
- * describes.  The capsule is renamed "used_dltensor" as the protocol asks,
- * and its deleter is called exactly once, after the write.
+ * put_dlpack(name, obj, stream=None): takes obj.__dlpack__() (with
+ * stream=stream when it is not None: for a CUDA tensor, the stream tsnap's
+ * copies follow, which the producer orders its work before) and writes
+ * the tensor it describes.  The capsule is renamed "used_dltensor" as the
+ * protocol asks, and its deleter is called exactly once, after the write.
  */
 static PyObject *writer_put_dlpack(WriterObject *self, PyObject *args)
 {
     const char *name;
-    PyObject *obj, *capsule;
+    PyObject *obj, *stream = Py_None, *capsule;
     DLManagedTensor *mt;
     int err;
 
-    if (!PyArg_ParseTuple(args, "yO", &name, &obj) || writer_check(self) < 0)
+    if (!PyArg_ParseTuple(args, "yO|O", &name, &obj, &stream) || writer_check(self) < 0)
         return NULL;
-    capsule = PyObject_CallMethod(obj, "__dlpack__", NULL);
+    if (stream == Py_None) {
+        capsule = PyObject_CallMethod(obj, "__dlpack__", NULL);
+    } else {
+        PyObject *method = PyObject_GetAttrString(obj, "__dlpack__"), *kw, *none;
+        if (!method)
+            return NULL;
+        none = PyTuple_New(0);
+        kw = none ? Py_BuildValue("{sO}", "stream", stream) : NULL;
+        capsule = kw ? PyObject_Call(method, none, kw) : NULL;
+        Py_XDECREF(kw);
+        Py_XDECREF(none);
+        Py_DECREF(method);
+    }
     if (!capsule)
         return NULL;
     mt = PyCapsule_IsValid(capsule, "dltensor") ? PyCapsule_GetPointer(capsule, "dltensor") : NULL;
@@ -189,7 +203,8 @@ static PyObject *writer_abort(WriterObject *self, PyObject *unused)
 
 static PyMethodDef writer_methods[] = {
     {"put", (PyCFunction)writer_put, METH_VARARGS, "put(name, array, dtype)"},
-    {"put_dlpack", (PyCFunction)writer_put_dlpack, METH_VARARGS, "put_dlpack(name, obj)"},
+    {"put_dlpack", (PyCFunction)writer_put_dlpack, METH_VARARGS,
+     "put_dlpack(name, obj, stream=None)"},
     {"set_attr", (PyCFunction)writer_set_attr, METH_VARARGS, "set_attr(tensor, key, value[, dtype])"},
     {"commit", (PyCFunction)writer_commit, METH_NOARGS, "commit()"},
     {"abort", (PyCFunction)writer_abort, METH_NOARGS, "abort(): discard the snapshot"},

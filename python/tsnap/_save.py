@@ -40,6 +40,22 @@ def _native(arr):
     return arr
 
 
+# DLPack device types whose memory is CUDA's (kDLCUDA, kDLCUDAManaged).
+_CUDA_DEVICES = (2, 13)
+
+
+def _dlpack_stream(value):
+    """The `stream` to hand __dlpack__: 1 (the legacy default stream, which
+    tsnap's copies follow) for a CUDA tensor, so that the producer orders
+    its pending work before them; None (no synchronisation) otherwise."""
+    device = getattr(value, "__dlpack_device__", None)
+    try:
+        kind = device()[0] if device else None
+    except Exception:  # noqa: BLE001 - the capsule's own device is checked in C
+        kind = None
+    return 1 if kind in _CUDA_DEVICES else None
+
+
 def _tensor(path, name, value):
     """What Writer.put needs for one tensor: ("array", ndarray, code) or
     ("dlpack", obj, None).  Refuses types tsnap cannot store, before
@@ -114,7 +130,7 @@ def save(path, tensors, *, attrs=None, compression=None, checksum=True, chunk_by
             if kind == "array":
                 writer.put(encode_name(path, name), value, code)
             else:
-                writer.put_dlpack(encode_name(path, name), value)
+                writer.put_dlpack(encode_name(path, name), value, _dlpack_stream(value))
         for key, value, code in root:
             writer.set_attr(None, key, value, code)
         writer.commit()

@@ -411,12 +411,14 @@ class DLPackTensor:
         self.deleter_calls = 0
         self.deleter_threads = []
         self.exports = 0
+        self.streams = []  # the `stream` of each __dlpack__ call
 
     def __dlpack_device__(self):
         return self.device
 
     def __dlpack__(self, stream=None, max_version=None, dl_device=None, copy=None):
         self.exports += 1
+        self.streams.append(stream)
         m = DLManagedTensor()
         ndim = len(self.shape)
         shape = (ctypes.c_int64 * max(ndim, 1))(*self.shape)

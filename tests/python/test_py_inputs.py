@@ -157,6 +157,14 @@ def test_a_dlpack_tensor_that_claims_a_cuda_device_raises_a_clear_error(tmp_path
         tsnap.save(tmp_path / "cuda.h5", {"gpu": producer})
     assert "cuda" in str(info.value).lower(), str(info.value)
     assert "gpu" in str(info.value), "the message names the tensor"
+    assert isinstance(info.value, tsnap.CudaError)
+    # the DLPack stream protocol: asked for the legacy default stream (1),
+    # which tsnap's copies follow; a CPU producer is asked for no stream
+    assert producer.streams == [1]
+    cpu = DLPackTensor(data, kDLFloat, 32)
+    tsnap.save(tmp_path / "cpu.h5", {"cpu": cpu})
+    assert cpu.streams == [None]
+    (tmp_path / "cpu.h5").unlink()
     gc.collect()
     assert producer.deleter_calls == producer.exports
     assert live_dlpack_tensors() == 0
