@@ -367,7 +367,7 @@ TSNAP_API const char *tsnap_map_status_str(tsnap_map_status status);
 TSNAP_API int tsnap_reader_describe(tsnap_reader *r, const char *name, tsnap_tensor_info *info);
 
 /**
- * Reads a hyperslab of tensor `name` into `dst`, a CPU tensor of the
+ * Reads a hyperslab of tensor `name` into `dst`, a tensor of the
  * tensor's dtype (any strides).  `start` and `count` have one entry per
  * dimension of the tensor; `step` may be NULL (all 1) and otherwise holds
  * positive steps.  `dst->shape` must equal `count`.  Passing NULL for
@@ -375,7 +375,8 @@ TSNAP_API int tsnap_reader_describe(tsnap_reader *r, const char *name, tsnap_ten
  * selection outside the tensor or a mismatching `dst`.
  * TSNAP_EFORMAT if HDF5 finds the stored bytes damaged (a metadata
  * checksum, or a filter that rejects a chunk), TSNAP_EIO if the system
- * fails to read.
+ * fails to read.  `dst` in host memory, or in CUDA memory as
+ * tsnap_reader_read_stream with a NULL stream reads it.
  */
 TSNAP_API int tsnap_reader_read(tsnap_reader *r, const char *name, const int64_t *start,
                                 const int64_t *count, const int64_t *step, const DLTensor *dst);

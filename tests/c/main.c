@@ -26,6 +26,9 @@ extern const test_entry dtype_tests[], roundtrip_tests[], describe_tests[], hype
     checksum_tests[], damaged_tests[], commit_tests[], attrs_tests[], args_tests[],
     names_tests[], hdf5_tests[], threads_tests[], lzf_tests[], lzf_host_tests[],
     codecs_tests[], device_tests[];
+#ifdef TSNAP_TEST_GPU
+extern const test_entry gpu_tests[];
+#endif
 
 static const struct {
     const char *name;
@@ -39,6 +42,9 @@ static const struct {
     {"hdf5", hdf5_tests},           {"threads", threads_tests},
     {"lzf", lzf_tests},             {"lzf_host", lzf_host_tests},
     {"codecs", codecs_tests},       {"device", device_tests},
+#ifdef TSNAP_TEST_GPU
+    {"gpu", gpu_tests},
+#endif
 };
 #define NSUITES (sizeof SUITES / sizeof SUITES[0])
 

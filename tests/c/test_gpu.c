@@ -1,0 +1,198 @@
+/*
+ * test_gpu.c - tensors in real CUDA memory (built with the CUDA toolkit;
+ * every test prints why it skips when the machine has no CUDA device).
+ *
+ * Device memory is made with the CUDA runtime here, independently of
+ * tsnap; what tsnap writes from it is read back on the host and compared
+ * with the logical bytes of the same tensor in host memory.
+ */
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static int have_gpu(void)
+{
+    int n = 0;
+    cudaError_t rc = cudaGetDeviceCount(&n);
+    if (rc != cudaSuccess || n == 0) {
+        printf("\n    skipped: no CUDA device (%s)\n",
+               rc != cudaSuccess ? cudaGetErrorString(rc) : "none found");
+        return 0;
+    }
+    return 1;
+}
+
+#define CUDA_OK(call) CHECK_MSG((call) == cudaSuccess, "%s: %s", #call, \
+                                cudaGetErrorString(cudaGetLastError()))
+
+/* The case's whole source buffer copied to the device; `t` then describes
+ * the same tensor there (same strides and byte offset). */
+static void *to_device(const tcase *c, DLTensor *t)
+{
+    void *dev = NULL;
+    CUDA_OK(cudaMalloc(&dev, c->base_bytes ? c->base_bytes : 1));
+    if (c->base_bytes)
+        CUDA_OK(cudaMemcpy(dev, c->base, c->base_bytes, cudaMemcpyHostToDevice));
+    *t = c->t;
+    t->data = (char *)dev + ((char *)c->t.data - (char *)c->base);
+    t->device.device_type = kDLCUDA;
+    t->device.device_id = 0;
+    return dev;
+}
+
+static void check_every_case_round_trips_through_device_memory(const optset *o,
+                                                               const char *label)
+{
+    if (!have_gpu())
+        return;
+    rng r;
+    rng_init(&r, label);
+    caseset cs;
+    caseset_build(&cs, &r);
+    const char *path = tpath("gpu.h5");
+    tsnap_write_options opts;
+    optset_apply(o, &opts);
+    tsnap_writer *w = NULL;
+    void **dev = calloc(cs.n, sizeof *dev);
+    CHECK_OK_FATAL(tsnap_writer_create(&w, path, &opts));
+    for (size_t i = 0; i < cs.n; i++) {
+        ctx_set("%s [%s]", cs.v[i].name, o->label);
+        DLTensor t;
+        dev[i] = to_device(&cs.v[i], &t);
+        CHECK_OK(tsnap_writer_put(w, cs.v[i].name, &t));
+    }
+    ctx_clear();
+    CHECK_OK(tsnap_writer_commit(w));
+    tsnap_writer_free(w);
+
+    tsnap_reader *rd = open_reader(path);
+    CHECK_OK(tsnap_reader_verify(rd, NULL));
+    for (size_t i = 0; i < cs.n; i++) {
+        const tcase *c = &cs.v[i];
+        ctx_set("%s [%s]", c->name, o->label);
+        int64_t shape[TSNAP_MAX_NDIM];
+        memcpy(shape, c->shape, sizeof shape);
+        unsigned char *got = alloc_filled(c->nbytes + 1, 0x5a);
+        DLTensor host = cpu_tensor(got, c->dtype, c->ndim, shape, NULL, 0);
+        if (CHECK_OK(tsnap_reader_read(rd, c->name, NULL, NULL, NULL, &host)))
+            CHECK_MEM(got, c->expected, c->nbytes, "saved from device memory");
+        /* and back into device memory */
+        void *back = NULL;
+        CUDA_OK(cudaMalloc(&back, c->nbytes + 1));
+        DLTensor d = cpu_tensor(back, c->dtype, c->ndim, shape, NULL, 0);
+        d.device.device_type = kDLCUDA;
+        memset(got, 0x5a, c->nbytes);
+        if (CHECK_OK(tsnap_reader_read(rd, c->name, NULL, NULL, NULL, &d))) {
+            CUDA_OK(cudaMemcpy(got, back, c->nbytes, cudaMemcpyDeviceToHost));
+            CHECK_MEM(got, c->expected, c->nbytes, "read into device memory");
+        }
+        cudaFree(back);
+        cudaFree(dev[i]);
+        free(got);
+    }
+    ctx_clear();
+    tsnap_reader_free(rd);
+    free(dev);
+    caseset_free(&cs);
+}
+
+static void test_gpu_every_case_round_trips_uncompressed(void)
+{
+    check_every_case_round_trips_through_device_memory(&OPT_PLAIN, __func__);
+}
+
+static void test_gpu_every_case_round_trips_in_tiny_deflate_chunks(void)
+{
+    check_every_case_round_trips_through_device_memory(&OPT_TINY_DEFLATE, __func__);
+}
+
+/* Work queued on the caller's stream (a device-side fill behind a long
+ * one) writes the tensor; a put on that stream sees what it wrote. */
+static void test_gpu_a_put_on_a_stream_follows_the_work_queued_on_it(void)
+{
+    if (!have_gpu())
+        return;
+    size_t n = (size_t)64 << 20, big = (size_t)1 << 30;
+    void *x = NULL, *slow = NULL;
+    cudaStream_t s;
+    CUDA_OK(cudaMalloc(&x, n));
+    CUDA_OK(cudaMalloc(&slow, big));
+    CUDA_OK(cudaMemset(x, 0x11, n));
+    CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    for (int i = 0; i < 8; i++) /* keeps the stream busy for a while */
+        CUDA_OK(cudaMemsetAsync(slow, i, big, s));
+    CUDA_OK(cudaMemsetAsync(x, 0x7e, n, s));
+    int64_t shape[1] = {(int64_t)n};
+    DLTensor t = cpu_tensor(x, TSNAP_UINT8, 1, shape, NULL, 0);
+    t.device.device_type = kDLCUDA;
+    const char *path = tpath("stream.h5");
+    tsnap_writer *w = NULL;
+    CHECK_OK_FATAL(tsnap_writer_create(&w, path, NULL));
+    CHECK_OK(tsnap_writer_put_stream(w, "x", &t, s));
+    CHECK_OK(tsnap_writer_commit(w));
+    tsnap_writer_free(w);
+    unsigned char *got = malloc(n), *want = malloc(n);
+    memset(want, 0x7e, n);
+    tsnap_reader *rd = open_reader(path);
+    DLTensor h = cpu_tensor(got, TSNAP_UINT8, 1, shape, NULL, 0);
+    CHECK_OK(tsnap_reader_read(rd, "x", NULL, NULL, NULL, &h));
+    CHECK_MEM(got, want, n, "the bytes the stream's last fill wrote");
+    tsnap_reader_free(rd);
+    cudaStreamDestroy(s);
+    cudaFree(x);
+    cudaFree(slow);
+    free(got);
+    free(want);
+}
+
+/* A hyperslab with steps, restored into a transposed device tensor. */
+static void test_gpu_a_hyperslab_restores_into_a_strided_device_tensor(void)
+{
+    if (!have_gpu())
+        return;
+    rng r;
+    rng_init(&r, __func__);
+    int64_t shape[2] = {1031, 777}, start[2] = {5, 3}, count[2] = {500, 250}, step[2] = {2, 3};
+    size_t n = (size_t)shape[0] * shape[1];
+    double *src = malloc(n * 8), *want = malloc(500 * 250 * 8), *got = malloc(500 * 250 * 8);
+    rng_fill_dtype(&r, src, n, TSNAP_FLOAT64);
+    const char *path = tpath("slab.h5");
+    tsnap_writer *w = NULL;
+    DLTensor t = cpu_tensor(src, TSNAP_FLOAT64, 2, shape, NULL, 0);
+    CHECK_OK_FATAL(tsnap_writer_create(&w, path, NULL));
+    CHECK_OK(tsnap_writer_put(w, "x", &t));
+    CHECK_OK(tsnap_writer_commit(w));
+    tsnap_writer_free(w);
+    for (int i = 0; i < 500; i++)
+        for (int j = 0; j < 250; j++)
+            want[i * 250 + j] = src[(5 + 2 * i) * 777 + 3 + 3 * j];
+    void *dev = NULL;
+    CUDA_OK(cudaMalloc(&dev, 500 * 250 * 8));
+    int64_t fstrides[2] = {1, 500}; /* Fortran order */
+    DLTensor d = cpu_tensor(dev, TSNAP_FLOAT64, 2, count, fstrides, 0);
+    d.device.device_type = kDLCUDA;
+    tsnap_reader *rd = open_reader(path);
+    CHECK_OK(tsnap_reader_read(rd, "x", start, count, step, &d));
+    CUDA_OK(cudaMemcpy(got, dev, 500 * 250 * 8, cudaMemcpyDeviceToHost));
+    int bad = 0;
+    for (int i = 0; i < 500 && !bad; i++)
+        for (int j = 0; j < 250 && !bad; j++)
+            bad = memcmp(&got[i + 500 * j], &want[i * 250 + j], 8) != 0;
+    CHECK_MSG(!bad, "the hyperslab as restored into a Fortran-order device tensor");
+    tsnap_reader_free(rd);
+    cudaFree(dev);
+    free(src);
+    free(want);
+    free(got);
+}
+
+const test_entry gpu_tests[] = {
+    TEST(test_gpu_every_case_round_trips_uncompressed),
+    TEST(test_gpu_every_case_round_trips_in_tiny_deflate_chunks),
+    TEST(test_gpu_a_put_on_a_stream_follows_the_work_queued_on_it),
+    TEST(test_gpu_a_hyperslab_restores_into_a_strided_device_tensor),
+    TEST_END,
+};
