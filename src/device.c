@@ -106,15 +106,15 @@ static int ops_for(int device, const char *file, const char *name, const tsnap_c
     *out = NULL;
     if (!ops)
         return tsnap__err(TSNAP_ENOCUDA, file, name,
-                          "the tensor is in CUDA memory, which this build of tsnap cannot reach "
+                          "CUDA memory was given, which this build of tsnap cannot reach "
                           "(built without CUDA)");
     if ((rc = ops->device_count(&n)) != 0)
         return tsnap__err(TSNAP_ENOCUDA, file, name,
-                          "the tensor is in CUDA memory, but no CUDA device can be used here: %s",
+                          "CUDA memory was given, but no CUDA device can be used here: %s",
                           ops->error_string(rc));
     if (device >= n)
         return tsnap__err(TSNAP_ENOCUDA, file, name,
-                          "the tensor is on CUDA device %d, but this machine has %d", device, n);
+                          "CUDA device %d was given, but this machine has %d", device, n);
     if ((rc = ops->set_device(device)) != 0)
         return tsnap__err(TSNAP_ECUDA, file, name, "cannot use CUDA device %d: %s", device,
                           ops->error_string(rc));
@@ -126,6 +126,29 @@ int tsnap__cuda_check(int device, const char *file, const char *name)
 {
     const tsnap_cuda_ops *ops;
     return ops_for(device, file, name, &ops);
+}
+
+int tsnap__cuda_alloc(int device, size_t n, void **p, const char *file, const char *name)
+{
+    const tsnap_cuda_ops *ops;
+    int err, rc;
+    *p = NULL;
+    if ((err = ops_for(device, file, name, &ops)) < 0)
+        return err;
+    if ((rc = ops->dev_alloc(p, n ? n : 1)) != 0) {
+        *p = NULL;
+        return tsnap__err(TSNAP_ECUDA, file, name,
+                          "allocating %zu bytes on CUDA device %d failed: %s", n, device,
+                          ops->error_string(rc));
+    }
+    return 0;
+}
+
+void tsnap__cuda_free(int device, void *p)
+{
+    const tsnap_cuda_ops *ops = current_ops();
+    if (ops && p && ops->set_device(device) == 0)
+        ops->dev_free(p);
 }
 
 int tsnap__stage_open(tsnap_stage *st, int device, void *caller_stream, unsigned nslots,

@@ -354,6 +354,9 @@ typedef struct tsnap_stage {
 
 /* 0 when CUDA `device` can be used, else TSNAP_ENOCUDA saying why. */
 int tsnap__cuda_check(int device, const char *file, const char *name);
+/* Device memory for a result (the Python extension's DeviceArray). */
+int tsnap__cuda_alloc(int device, size_t n, void **p, const char *file, const char *name);
+void tsnap__cuda_free(int device, void *p);
 
 int tsnap__stage_open(tsnap_stage *st, int device, void *caller_stream, unsigned nslots,
                       size_t bytes, bool scratch, const char *file, const char *name);

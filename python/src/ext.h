@@ -49,6 +49,9 @@ typedef enum tsnap_ext_subject {
  * returns NULL. */
 PyObject *tsnap_ext_raise(int code, tsnap_ext_subject subject);
 
+/* A tuple of n Python ints. */
+PyObject *tsnap_ext_int64_tuple(const int64_t *v, int n);
+
 /* Raises tsnap.Error's subclass for `code` with a message of our own. */
 PyObject *tsnap_ext_raise_msg(int code, tsnap_ext_subject subject, const char *fmt, ...);
 
@@ -71,5 +74,11 @@ int tsnap_ext_dltensor(PyArrayObject *arr, tsnap_dtype dtype, DLTensor *t, int64
 extern PyTypeObject tsnap_ext_WriterType;
 extern PyTypeObject tsnap_ext_ReaderType;
 extern PyTypeObject tsnap_ext_MappingType;
+extern PyTypeObject tsnap_ext_DeviceArrayType;
+
+/* A new DeviceArray of `dtype` and `shape` on CUDA `device`, its memory
+ * in *data; NULL with the exception set (file and name for messages). */
+PyObject *tsnap_ext_device_array(tsnap_dtype dtype, int ndim, const int64_t *shape, int device,
+                                 const char *file, const char *name, void **data);
 
 #endif /* TSNAP_EXT_H */

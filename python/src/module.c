@@ -45,6 +45,21 @@ static PyObject *error_class(int code, tsnap_ext_subject subject)
     return error_classes[which] ? error_classes[which] : PyExc_RuntimeError;
 }
 
+PyObject *tsnap_ext_int64_tuple(const int64_t *v, int n)
+{
+    PyObject *t = PyTuple_New(n);
+
+    for (int i = 0; t && i < n; i++) {
+        PyObject *x = PyLong_FromLongLong(v[i]);
+        if (!x) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, i, x);
+    }
+    return t;
+}
+
 PyObject *tsnap_ext_raise(int code, tsnap_ext_subject subject)
 {
     const char *msg = tsnap_errmsg();
@@ -260,7 +275,7 @@ PyMODINIT_FUNC PyInit__core(void)
     if (!tsnap_ext_lock && !(tsnap_ext_lock = PyThread_allocate_lock()))
         return PyErr_NoMemory();
     if (PyType_Ready(&tsnap_ext_WriterType) < 0 || PyType_Ready(&tsnap_ext_ReaderType) < 0 ||
-        PyType_Ready(&tsnap_ext_MappingType) < 0)
+        PyType_Ready(&tsnap_ext_MappingType) < 0 || PyType_Ready(&tsnap_ext_DeviceArrayType) < 0)
         return NULL;
     m = PyModule_Create(&module_def);
     if (!m)
@@ -272,9 +287,11 @@ PyMODINIT_FUNC PyInit__core(void)
     Py_INCREF(&tsnap_ext_WriterType);
     Py_INCREF(&tsnap_ext_ReaderType);
     Py_INCREF(&tsnap_ext_MappingType);
+    Py_INCREF(&tsnap_ext_DeviceArrayType);
     if (PyModule_AddObject(m, "Writer", (PyObject *)&tsnap_ext_WriterType) < 0 ||
         PyModule_AddObject(m, "Reader", (PyObject *)&tsnap_ext_ReaderType) < 0 ||
         PyModule_AddObject(m, "Mapping", (PyObject *)&tsnap_ext_MappingType) < 0 ||
+        PyModule_AddObject(m, "DeviceArray", (PyObject *)&tsnap_ext_DeviceArrayType) < 0 ||
         PyModule_AddStringConstant(m, "version", tsnap_version()) < 0 ||
         PyModule_AddIntConstant(m, "FORMAT_VERSION", TSNAP_FORMAT_VERSION) < 0 ||
         PyModule_AddIntConstant(m, "DEFAULT_CHUNK_BYTES", (long)TSNAP_DEFAULT_CHUNK_BYTES) < 0 ||

@@ -7,6 +7,7 @@
 typedef struct {
     PyObject_HEAD
     tsnap_reader *r;
+    PyObject *path; /* bytes, for messages the library cannot word */
 } ReaderObject;
 
 typedef struct {
@@ -39,6 +40,7 @@ static void reader_release(ReaderObject *self)
     tsnap_reader *r = self->r;
 
     self->r = NULL;
+    Py_CLEAR(self->path);
     if (r)
         TSNAP_EXT_CALL(tsnap_reader_free(r));
 }
@@ -54,11 +56,12 @@ static int reader_init(ReaderObject *self, PyObject *args, PyObject *kwds)
     reader_release(self);
     const char *cpath = PyBytes_AS_STRING(path);
     TSNAP_EXT_CALL(err = tsnap_reader_open(&self->r, cpath));
-    Py_DECREF(path);
     if (err < 0) {
+        Py_DECREF(path);
         tsnap_ext_raise(err, TSNAP_EXT_FILE);
         return -1;
     }
+    self->path = path;
     return 0;
 }
 
@@ -117,21 +120,6 @@ static PyObject *reader_format_version(ReaderObject *self, void *closure)
     return PyLong_FromLong(tsnap_reader_format_version(self->r));
 }
 
-static PyObject *int64_tuple(const int64_t *v, int n)
-{
-    PyObject *t = PyTuple_New(n);
-
-    for (int i = 0; t && i < n; i++) {
-        PyObject *x = PyLong_FromLongLong(v[i]);
-        if (!x) {
-            Py_CLEAR(t);
-            break;
-        }
-        PyTuple_SET_ITEM(t, i, x);
-    }
-    return t;
-}
-
 /* describe(name) -> dict of tsnap_tensor_info's fields. */
 static PyObject *reader_describe(ReaderObject *self, PyObject *args)
 {
@@ -145,10 +133,10 @@ static PyObject *reader_describe(ReaderObject *self, PyObject *args)
     TSNAP_EXT_CALL(err = tsnap_reader_describe(self->r, name, &info));
     if (err < 0)
         return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
-    if (!(shape = int64_tuple(info.shape, info.ndim)))
+    if (!(shape = tsnap_ext_int64_tuple(info.shape, info.ndim)))
         goto done;
     if (info.chunked) {
-        if (!(chunks = int64_tuple(info.chunk, info.ndim)))
+        if (!(chunks = tsnap_ext_int64_tuple(info.chunk, info.ndim)))
             goto done;
     } else {
         chunks = Py_NewRef(Py_None);
@@ -208,19 +196,21 @@ static int int64_seq(PyObject *obj, int ndim, int64_t *v, int *given, const char
 }
 
 /*
- * read(name, dtype, shape, start=None, step=None) -> a new array.
- * `dtype` and `shape` (the full shape, or the count of a selection when
- * `start` is given) come from describe(); the array is in the storage type.
+ * read(name, dtype, shape, start=None, step=None, device=-1) -> a new
+ * array.  `dtype` and `shape` (the full shape, or the count of a selection
+ * when `start` is given) come from describe(); the array is in the storage
+ * type.  device >= 0: a DeviceArray on that CUDA device instead.
  */
 static PyObject *reader_read(ReaderObject *self, PyObject *args)
 {
     const char *name;
-    int dtype, ndim, has_start, has_step, has_count, err;
+    int dtype, ndim, has_start, has_step, has_count, err, device = -1;
     PyObject *shape_obj, *start_obj = Py_None, *step_obj = Py_None, *arr;
     int64_t count[TSNAP_MAX_NDIM], start[TSNAP_MAX_NDIM], step[TSNAP_MAX_NDIM];
     DLTensor t;
 
-    if (!PyArg_ParseTuple(args, "yiO|OO", &name, &dtype, &shape_obj, &start_obj, &step_obj) ||
+    if (!PyArg_ParseTuple(args, "yiO|OOi", &name, &dtype, &shape_obj, &start_obj, &step_obj,
+                          &device) ||
         reader_check(self) < 0)
         return NULL;
     if ((ndim = (int)PyObject_Length(shape_obj)) < 0)
@@ -239,13 +229,21 @@ static PyObject *reader_read(ReaderObject *self, PyObject *args)
             return NULL;
         }
     }
-    if (!(arr = tsnap_ext_new_array((tsnap_dtype)dtype, ndim, count, NULL)))
-        return NULL;
-    /* The array is new and C-contiguous (complex32's pair axis is the
-     * storage's, not the tensor's), so the tensor needs no strides. */
     memset(&t, 0, sizeof t);
-    t.data = PyArray_DATA((PyArrayObject *)arr);
-    t.device.device_type = kDLCPU;
+    if (device >= 0) {
+        if (!(arr = tsnap_ext_device_array((tsnap_dtype)dtype, ndim, count, device,
+                                           PyBytes_AS_STRING(self->path), name, &t.data)))
+            return NULL;
+        t.device.device_type = kDLCUDA;
+        t.device.device_id = device;
+    } else {
+        if (!(arr = tsnap_ext_new_array((tsnap_dtype)dtype, ndim, count, NULL)))
+            return NULL;
+        /* The array is new and C-contiguous (complex32's pair axis is the
+         * storage's, not the tensor's), so the tensor needs no strides. */
+        t.data = PyArray_DATA((PyArrayObject *)arr);
+        t.device.device_type = kDLCPU;
+    }
     t.ndim = ndim;
     t.shape = count;
     tsnap_dtype_to_dlpack(&t.dtype, (tsnap_dtype)dtype);
@@ -492,7 +490,7 @@ static PyMethodDef reader_methods[] = {
     {"names", (PyCFunction)reader_names, METH_NOARGS, "names() -> tuple of full names, sorted"},
     {"describe", (PyCFunction)reader_describe, METH_VARARGS, "describe(name) -> dict"},
     {"read", (PyCFunction)reader_read, METH_VARARGS,
-     "read(name, dtype, shape, start=None, step=None) -> ndarray"},
+     "read(name, dtype, shape, start=None, step=None, device=-1) -> ndarray"},
     {"map", (PyCFunction)reader_map, METH_VARARGS, "map(name) -> read-only ndarray"},
     {"read_many", (PyCFunction)reader_read_many, METH_VARARGS,
      "read_many(names, mode, noview, verify=False) -> [(ndarray or None, dtype code), ...]"},

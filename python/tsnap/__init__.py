@@ -12,6 +12,8 @@ from .errors import CudaError, Error, FormatError, IntegrityError, NotMappableEr
 from ._file import File, Tensor, load, open, verify
 from ._save import save
 
+DeviceArray = _core.DeviceArray
+
 _core.set_errors(errors.classes())
 
 __version__ = _core.version
@@ -33,6 +35,7 @@ def set_threads(n):
     _core.set_threads(n)
 
 __all__ = [
-    "save", "load", "open", "verify", "File", "Tensor", "get_threads", "set_threads",
+    "save", "load", "open", "verify", "File", "Tensor", "DeviceArray", "get_threads",
+    "set_threads",
     "Error", "FormatError", "IntegrityError", "NotMappableError", "CudaError", "errors",
 ]

@@ -16,6 +16,23 @@ def _check_mmap(path, mmap):
         raise errors.ValueError(f"{path}: mmap must be False, True or 'auto', not {mmap!r}")
 
 
+def _cuda_device(path, device):
+    """The CUDA device number `device` names ("cuda", "cuda:1", a
+    torch.device, an int), or None for the host (None, "cpu")."""
+    if device is None:
+        return None
+    if isinstance(device, int) and not isinstance(device, bool) and device >= 0:
+        return device
+    text = str(device)
+    if text == "cpu":
+        return None
+    kind, _, index = text.partition(":")
+    if kind == "cuda" and (not index or index.isdigit()):
+        return int(index or 0)
+    raise errors.ValueError(f"{path}: device must be None, 'cpu', 'cuda' or 'cuda:N',"
+                            f" not {device!r}")
+
+
 def encode_name(path, name):
     """A tensor name as the C layer takes it: UTF-8 bytes, with the bytes of
     a foreign file's non-UTF-8 name (decoded as surrogates) given back."""
@@ -166,6 +183,19 @@ class Tensor:
         raw = self._file._r().read(self._key, code, shape, start, step)
         return dtypes.to_user(raw, code)
 
+    def to(self, device, verify=False):
+        """The whole tensor on `device`: "cpu" gives numpy(); "cuda" or
+        "cuda:N" a tsnap.DeviceArray in that GPU's memory (read through
+        pinned buffers, no host array made), which torch.from_dlpack,
+        cupy.asarray and the like take without a copy."""
+        number = _cuda_device(self._file.path, device)
+        if number is None:
+            return self.numpy(verify=verify)
+        if verify:
+            self._file._r().verify(self._key)
+        return self._file._r().read(self._key, self._info["dtype"], self.shape, None, None,
+                                    number)
+
     def numpy(self, mmap=False, verify=False):
         """The whole tensor as an array.  mmap=False: a copy.  mmap=True: a
         read-only array over the file's own pages, or NotMappableError.
@@ -297,8 +327,11 @@ def open(path):
     return File(path)
 
 
-def load(path, name=None, *, mmap=False, verify=False):
+def load(path, name=None, *, mmap=False, verify=False, device=None):
     """Loads tensor `name`, or every tensor as a dict keyed by full name.
+
+    device="cuda" (or "cuda:N") reads into that GPU's memory instead, as
+    tsnap.DeviceArray objects (see Tensor.to); mmap must then be False.
 
     mmap=False copies; mmap=True returns read-only arrays over the file's
     own pages (no copy) or raises NotMappableError saying why; mmap="auto"
@@ -307,12 +340,20 @@ def load(path, name=None, *, mmap=False, verify=False):
     the way, reading the data once; mapped pages are checked before they are
     returned.  Any HDF5 file of numeric datasets loads, not only tsnap's."""
     _check_mmap(path, mmap)
+    number = _cuda_device(path, device)
+    if number is not None and mmap is not False:
+        raise errors.ValueError(f"{path}: mmap maps the file into host memory; it cannot be"
+                                f" combined with device={device!r}")
     with File(path) as f:
         if name is not None:
             name = f._name(name)
             if name not in f._index:
                 raise errors.KeyError(f"{f.path}: no tensor '{name}'")
+            if number is not None:
+                return f[name].to(number, verify=verify)
             return f._load_whole([name], mmap, verify)[0]
+        if number is not None:
+            return {n: f[n].to(number, verify=verify) for n in f._names}
         return dict(zip(f._names, f._load_whole(f._names, mmap, verify)))
 
 

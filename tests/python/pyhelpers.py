@@ -397,8 +397,9 @@ class DLPackTensor:
     stray_deletes = 0  # deleter calls on a tensor already deleted
 
     def __init__(self, array, code, bits, shape=None, strides="auto", byte_offset=0,
-                 device=(kDLCPU, 0)):
+                 device=(kDLCPU, 0), data_ptr=None):
         self.array = array
+        self.data_ptr = data_ptr  # another address than the array's (device memory)
         self.code, self.bits = code, bits
         self.shape = tuple(array.shape if shape is None else shape)
         if strides == "auto":
@@ -426,7 +427,8 @@ class DLPackTensor:
         if self.strides is not None:
             strides = (ctypes.c_int64 * max(ndim, 1))(*self.strides)
         t = m.dl_tensor
-        t.data = self.array.ctypes.data - self.byte_offset
+        base = self.array.ctypes.data if self.data_ptr is None else self.data_ptr
+        t.data = base - self.byte_offset
         t.device = DLDevice(*self.device)
         t.ndim = ndim
         t.dtype = DLDataType(self.code, self.bits, 1)
