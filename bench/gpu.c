@@ -5,6 +5,9 @@
  *   save     tsnap_writer_put of a device tensor (uncompressed, into the
  *            page cache, checksum on) + commit, against cudaMemcpy of
  *            the same bytes into pinned host memory;
+ *   blocked  how long the caller waits with tsnap_writer_put_async +
+ *            tsnap_writer_wait (until it may overwrite the tensor), against
+ *            the same copy;
  *   restore  tsnap_reader_read into device memory, against cudaMemcpy of
  *            the same bytes from pinned host memory.
  *
@@ -69,6 +72,7 @@ static void bench(const char *dir, size_t gib)
     void *dev = NULL, *pinned = NULL;
     char path[4096];
     double copy_out[REPEATS], save[REPEATS], copy_in[REPEATS], restore[REPEATS];
+    double blocked[REPEATS], returned[REPEATS];
 
     CUDA(cudaMalloc(&dev, n));
     CUDA(cudaHostAlloc(&pinned, n, cudaHostAllocDefault));
@@ -101,6 +105,16 @@ static void bench(const char *dir, size_t gib)
         save[r] = now() - t0;
         tsnap_writer_free(w);
 
+        unlink(path);
+        TSNAP(tsnap_writer_create(&w, path, &o));
+        t0 = now();
+        TSNAP(tsnap_writer_put_async(w, "state", &t, NULL));
+        returned[r] = now() - t0;
+        TSNAP(tsnap_writer_wait(w));
+        blocked[r] = now() - t0;
+        TSNAP(tsnap_writer_commit(w));
+        tsnap_writer_free(w);
+
         t0 = now();
         CUDA(cudaMemcpy(dev, pinned, n, cudaMemcpyHostToDevice));
         copy_in[r] = now() - t0;
@@ -116,6 +130,9 @@ static void bench(const char *dir, size_t gib)
     double co = median(copy_out), s = median(save), ci = median(copy_in), rs = median(restore);
     printf("%zu GiB  save %.3f s (%.2f GB/s)  pinned D2H %.3f s (%.2f GB/s)  tsnap/copy %.2f\n",
            gib, s, n / s / 1e9, co, n / co / 1e9, co / s);
+    double b = median(blocked), ret = median(returned);
+    printf("%zu GiB  async put blocks %.3f s (returns in %.1f us)  pinned D2H %.3f s  "
+           "blocked/copy %.2f\n", gib, b, ret * 1e6, co, b / co);
     printf("%zu GiB  restore %.3f s (%.2f GB/s)  pinned H2D %.3f s (%.2f GB/s)  tsnap/copy %.2f\n",
            gib, rs, n / rs / 1e9, ci, n / ci / 1e9, ci / rs);
     cudaFreeHost(pinned);

@@ -260,6 +260,28 @@ TSNAP_API int tsnap_writer_put_stream(tsnap_writer *w, const char *name, const D
                                       void *cuda_stream);
 
 /**
+ * An asynchronous put of a tensor in CUDA memory: queues the copy of all
+ * of it into pinned host memory (as much as the tensor; a strided one is
+ * packed on the device first, in as much device memory) after the work
+ * queued on `cuda_stream`, and returns without waiting.  The caller may
+ * overwrite the tensor once tsnap_writer_wait has returned 0; the tensor
+ * is written to the file by tsnap_writer_commit, in the order of the puts.
+ * Host memory, and an empty tensor, are put at once, as
+ * tsnap_writer_put_stream does.  The errors of tsnap_writer_put_stream; a
+ * CUDA failure after the call returned is reported by tsnap_writer_wait
+ * or tsnap_writer_commit, and the writer then cannot commit.
+ */
+TSNAP_API int tsnap_writer_put_async(tsnap_writer *w, const char *name, const DLTensor *tensor,
+                                     void *cuda_stream);
+
+/**
+ * Waits until the copies of every asynchronous put so far are complete:
+ * from then on the caller may change those tensors.  Returns the first
+ * CUDA failure (TSNAP_ECUDA), which also makes the writer unable to commit.
+ */
+TSNAP_API int tsnap_writer_wait(tsnap_writer *w);
+
+/**
  * Sets a numeric attribute: a 0-d tensor is a scalar, a 1-d or larger one a
  * small array (at most 64 KiB).  `tensor` NULL or "" sets it on the file's
  * root, otherwise on that tensor, which must have been put already.  Keys

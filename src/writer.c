@@ -57,6 +57,14 @@ struct tsnap_writer {
     int dcpl_rank; /* -1: contiguous */
     bool dcpl_shuffle;
     hsize_t dcpl_chunk[TSNAP_MAX_NDIM + 1];
+    /* Asynchronous puts of CUDA tensors: copied to pinned host memory,
+     * written at commit, in order. */
+    struct pending {
+        char *name;
+        tsnap_view v;      /* the device tensor's shape and dtype */
+        tsnap_stage stage; /* one slot: the whole tensor */
+    } *pending;
+    size_t npending, cap_pending;
 };
 
 int tsnap_write_options_init(tsnap_write_options *opts, unsigned int version)
@@ -257,10 +265,22 @@ static int check_open(tsnap_writer *w, const char *name)
 }
 
 /* Refuses a name that is taken, or whose path crosses a tensor. */
+/* 1 when `a` names `b` or a group above it. */
+static bool names_or_contains(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+    return strncmp(a, b, n) == 0 && (b[n] == '\0' || b[n] == '/');
+}
+
 static int check_free_name(tsnap_writer *w, const char *name)
 {
     char prefix[1025];
     size_t len = strlen(name);
+    for (size_t i = 0; i < w->npending; i++)
+        if (names_or_contains(w->pending[i].name, name) ||
+            names_or_contains(name, w->pending[i].name))
+            return tsnap__err(TSNAP_EEXISTS, w->path, name,
+                              "an asynchronous put of '%s' is pending", w->pending[i].name);
     for (size_t i = 0; i <= len; i++) {
         if (name[i] != '/' && name[i] != '\0')
             continue;
@@ -680,6 +700,101 @@ done:
     return err;
 }
 
+/* ---- asynchronous puts ------------------------------------------- */
+
+int tsnap_writer_put_async(tsnap_writer *w, const char *name, const DLTensor *tensor,
+                           void *cuda_stream)
+{
+    tsnap_view v;
+    int err;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(w != NULL);
+    if ((err = check_open(w, name)) < 0 || (err = tsnap__check_name(w->path, name)) < 0 ||
+        (err = tsnap__view_init(&v, tensor, w->path, name)) < 0)
+        return err;
+    if (v.device < 0 || v.nelems == 0) /* nothing to wait for: written now */
+        return tsnap_writer_put_stream(w, name, tensor, cuda_stream);
+    if ((err = check_free_name(w, name)) < 0 ||
+        (err = tsnap__cuda_check(v.device, w->path, name)) < 0)
+        return err;
+    if (w->npending == w->cap_pending) {
+        size_t cap = w->cap_pending ? 2 * w->cap_pending : 8;
+        struct pending *grown = realloc(w->pending, cap * sizeof *grown);
+        if (!grown)
+            return tsnap__err(TSNAP_ENOMEM, w->path, name, "out of memory");
+        w->pending = grown;
+        w->cap_pending = cap;
+    }
+    struct pending *p = &w->pending[w->npending];
+    memset(p, 0, sizeof *p);
+    if (!(p->name = strdup(name)))
+        return tsnap__err(TSNAP_ENOMEM, w->path, name, "out of memory");
+    p->v = v;
+    /* The name lives in the writer: the staging's messages may outlive the call. */
+    if ((err = tsnap__stage_open(&p->stage, v.device, cuda_stream, 1, (size_t)v.nbytes,
+                                 !v.contiguous, w->path, p->name)) < 0 ||
+        (err = tsnap__stage_fetch(&p->stage, 0, &v, 0, v.nelems)) < 0) {
+        tsnap__stage_close(&p->stage);
+        free(p->name);
+        return err;
+    }
+    w->npending++;
+    return 0;
+}
+
+int tsnap_writer_wait(tsnap_writer *w)
+{
+    int err = 0;
+    tsnap__begin();
+    TSNAP_CHECK_ARG(w != NULL);
+    for (size_t i = 0; i < w->npending && err == 0; i++)
+        err = tsnap__stage_wait(&w->pending[i].stage, 0);
+    if (err < 0)
+        w->state = W_FAILED;
+    return err;
+}
+
+static void pending_close(struct pending *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        tsnap__stage_close(&list[i].stage);
+        free(list[i].name);
+    }
+}
+
+static void pending_free(tsnap_writer *w)
+{
+    pending_close(w->pending, w->npending);
+    w->npending = 0;
+}
+
+/* Writes the pending tensors from their host copies, in put order. */
+static int pending_write(tsnap_writer *w)
+{
+    struct pending *list = w->pending;
+    size_t n = w->npending;
+    int err = 0;
+
+    w->npending = 0; /* their names are no longer taken by the list */
+    for (size_t i = 0; i < n && err == 0; i++) {
+        struct pending *p = &list[i];
+        DLTensor t;
+        memset(&t, 0, sizeof t);
+        t.data = p->stage.slot[0].host;
+        t.device.device_type = kDLCPU;
+        t.ndim = p->v.ndim;
+        t.shape = p->v.shape;
+        tsnap_dtype_to_dlpack(&t.dtype, p->v.dtype);
+        if ((err = tsnap__stage_wait(&p->stage, 0)) == 0)
+            err = tsnap_writer_put(w, p->name, &t);
+        if (err < 0)
+            w->state = W_FAILED;
+    }
+    pending_close(list, n);
+    return err;
+}
+
 /* ---- attributes --------------------------------------------------- */
 
 static bool reserved_key(const char *key, bool root)
@@ -889,7 +1004,12 @@ int tsnap_writer_commit(tsnap_writer *w)
 
     tsnap__begin();
     TSNAP_CHECK_ARG(w != NULL);
+    if (w->npending && check_open(w, NULL) == 0 && (err = pending_write(w)) < 0) {
+        discard(w);
+        return err;
+    }
     if ((err = check_open(w, NULL)) < 0) {
+        pending_free(w);
         if (w->state == W_FAILED)
             discard(w);
         return err;
@@ -920,6 +1040,7 @@ int tsnap_writer_abort(tsnap_writer *w)
 {
     tsnap__begin();
     TSNAP_CHECK_ARG(w != NULL);
+    pending_free(w);
     discard(w);
     return 0;
 }
@@ -928,6 +1049,8 @@ void tsnap_writer_free(tsnap_writer *w)
 {
     if (!w)
         return;
+    pending_free(w);
+    free(w->pending);
     if (w->state != W_DONE)
         discard(w);
     if (w->slots) {

@@ -47,6 +47,7 @@ struct fstream {
 static struct fake {
     int devices, count_error;
     int fail_copy_after; /* the copy after this many fails (-1: never) */
+    int fail_sync;       /* event waits fail */
     int copies;
     long host_live, dev_live, streams_live, events_live;
     unsigned long seq;
@@ -160,6 +161,8 @@ static int f_event_record(void *e, void *stream)
 static int f_event_sync(void *e)
 {
     fevent *ev = e;
+    if (F.fail_sync)
+        return 77;
     pthread_mutex_lock(&fake_mu);
     if (ev->stream)
         run_stream(ev->stream, ev->seq);
@@ -282,22 +285,7 @@ static void check_puts_from_device_memory(const optset *o, const char *label, in
     CHECK_OK(tsnap_writer_commit(w));
     tsnap_writer_free(w);
     fake_off();
-    /* read back on the host, checksums included */
-    tsnap_reader *rd = open_reader(path);
-    CHECK_OK(tsnap_reader_verify(rd, NULL));
-    for (size_t i = 0; i < cs.n; i++) {
-        const tcase *c = &cs.v[i];
-        ctx_set("%s [%s]", c->name, o->label);
-        unsigned char *got = alloc_filled(c->nbytes + 1, 0x5a);
-        int64_t shape[TSNAP_MAX_NDIM];
-        memcpy(shape, c->shape, sizeof shape);
-        DLTensor dst = cpu_tensor(got, c->dtype, c->ndim, shape, NULL, 0);
-        if (CHECK_OK(tsnap_reader_read(rd, c->name, NULL, NULL, NULL, &dst)))
-            CHECK_MEM(got, c->expected, c->nbytes, "saved from device memory");
-        free(got);
-    }
-    ctx_clear();
-    tsnap_reader_free(rd);
+    caseset_check_file(&cs, path, o->label); /* read back on the host, checksums included */
     caseset_free(&cs);
 }
 
@@ -347,6 +335,130 @@ static void test_a_put_on_the_callers_stream_sees_its_queued_work(void)
     free(got);
     free(want);
     free(dev);
+}
+
+/* ---- asynchronous puts ------------------------------------------------ */
+
+/* Every case put asynchronously, waited for, then overwritten: the file
+ * holds what the tensors held when they were staged. */
+static void test_async_puts_write_what_the_tensors_held_before_the_wait_returned(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    caseset cs;
+    caseset_build(&cs, &r);
+    const char *path = tpath("async.h5");
+    tsnap_write_options opts;
+    optset_apply(&OPT_SMALL_DEFLATE, &opts);
+    tsnap_writer *w = NULL;
+    fake_on();
+    CHECK_OK_FATAL(tsnap_writer_create(&w, path, &opts));
+    for (size_t i = 0; i < cs.n; i++) {
+        ctx_set("%s", cs.v[i].name);
+        DLTensor t = on_device(cs.v[i].t, 0);
+        CHECK_OK(tsnap_writer_put_async(w, cs.v[i].name, &t, NULL));
+    }
+    ctx_clear();
+    CHECK_OK(tsnap_writer_wait(w));
+    for (size_t i = 0; i < cs.n; i++) /* the caller reuses its memory */
+        memset(cs.v[i].base, 0xee, cs.v[i].base_bytes);
+    CHECK_OK(tsnap_writer_commit(w));
+    tsnap_writer_free(w);
+    fake_off();
+    caseset_check_file(&cs, path, "as it was when staged");
+    caseset_free(&cs);
+}
+
+static void test_async_puts_are_written_at_commit_and_their_names_are_taken(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    enum { N = 100000 };
+    float *a = malloc(N * 4), *b = malloc(N * 4), *got = malloc(N * 4);
+    rng_fill(&r, a, N * 4);
+    rng_fill(&r, b, N * 4);
+    int64_t shape[1] = {N};
+    DLTensor ta = on_device(cpu_tensor(a, TSNAP_FLOAT32, 1, shape, NULL, 0), 0);
+    DLTensor tb = cpu_tensor(b, TSNAP_FLOAT32, 1, shape, NULL, 0);
+    const char *path = tpath("names.h5");
+    tsnap_writer *w = NULL;
+    fake_on();
+    CHECK_OK_FATAL(tsnap_writer_create(&w, path, NULL));
+    CHECK_OK(tsnap_writer_put_async(w, "g/a", &ta, NULL));
+    CHECK_ERR(tsnap_writer_put_async(w, "g/a", &ta, NULL), TSNAP_EEXISTS);
+    CHECK_ERRMSG_HAS("pending");
+    CHECK_ERR(tsnap_writer_put(w, "g/a/deeper", &tb), TSNAP_EEXISTS);
+    CHECK_ERR(tsnap_writer_put_async(w, "g", &ta, NULL), TSNAP_EEXISTS);
+    CHECK_OK(tsnap_writer_put_async(w, "g/b", &tb, NULL)); /* host memory: written now */
+    CHECK_OK(tsnap_writer_commit(w)); /* waits for g/a itself */
+    tsnap_writer_free(w);
+    fake_off();
+    tsnap_reader *rd = open_reader(path);
+    CHECK_I64(tsnap_reader_count(rd), 2);
+    DLTensor dst = cpu_tensor(got, TSNAP_FLOAT32, 1, shape, NULL, 0);
+    CHECK_OK(tsnap_reader_read_verified(rd, "g/a", &dst));
+    CHECK_MEM(got, a, N * 4, "g/a");
+    CHECK_OK(tsnap_reader_read_verified(rd, "g/b", &dst));
+    CHECK_MEM(got, b, N * 4, "g/b");
+    tsnap_reader_free(rd);
+    free(a);
+    free(b);
+    free(got);
+}
+
+static void test_async_put_failures_surface_at_the_call_the_wait_or_the_commit(void)
+{
+    enum { N = 5000 };
+    float *a = malloc(N * 4);
+    for (int i = 0; i < N; i++)
+        a[i] = (float)i * 0.5f;
+    int64_t shape[1] = {N};
+    DLTensor t = on_device(cpu_tensor(a, TSNAP_FLOAT32, 1, shape, NULL, 0), 0);
+    DLTensor host = cpu_tensor(a, TSNAP_FLOAT32, 1, shape, NULL, 0);
+    const char *path = tpath("fails.h5");
+    tsnap_writer *w = NULL;
+    CHECK_OK_FATAL(tsnap_writer_create(&w, path, NULL));
+    CHECK_OK(tsnap_writer_put(w, "kept", &host));
+    CHECK_OK_FATAL(tsnap_writer_commit(w));
+    tsnap_writer_free(w);
+
+    fake_on();
+    tsnap_write_options o = TSNAP_WRITE_OPTIONS_INIT;
+    o.overwrite = 1;
+    /* the copy cannot be queued: refused at once, nothing pending */
+    CHECK_OK_FATAL(tsnap_writer_create(&w, path, &o));
+    F.fail_copy_after = 0;
+    CHECK_ERR(tsnap_writer_put_async(w, "x", &t, NULL), TSNAP_ECUDA);
+    CHECK_ERRMSG_HAS("x");
+    F.fail_copy_after = -1;
+    CHECK_OK(tsnap_writer_put_async(w, "x", &t, NULL));
+    /* it fails later: the wait says so, and the commit is refused */
+    F.fail_sync = 1;
+    CHECK_ERR(tsnap_writer_wait(w), TSNAP_ECUDA);
+    CHECK_ERRMSG_HAS("waiting for a copy");
+    CHECK_NEG(tsnap_writer_commit(w));
+    tsnap_writer_free(w);
+    /* failing only at commit */
+    F.fail_sync = 0;
+    CHECK_OK_FATAL(tsnap_writer_create(&w, path, &o));
+    CHECK_OK(tsnap_writer_put_async(w, "y", &t, NULL));
+    F.fail_sync = 1;
+    CHECK_ERR(tsnap_writer_commit(w), TSNAP_ECUDA);
+    tsnap_writer_free(w);
+    F.fail_sync = 0;
+    /* abandoned with a put pending: nothing leaks (fake_off checks) */
+    CHECK_OK_FATAL(tsnap_writer_create(&w, path, &o));
+    CHECK_OK(tsnap_writer_put_async(w, "z", &t, NULL));
+    CHECK_OK(tsnap_writer_abort(w));
+    tsnap_writer_free(w);
+    fake_off();
+    /* the earlier snapshot is whole and alone */
+    tsnap_reader *rd = open_reader(path);
+    CHECK_I64(tsnap_reader_count(rd), 1);
+    CHECK_STR(tsnap_reader_name(rd, 0), "kept");
+    CHECK_OK(tsnap_reader_verify(rd, NULL));
+    tsnap_reader_free(rd);
+    free(a);
 }
 
 /* ---- reads --------------------------------------------------------- */
@@ -572,6 +684,9 @@ const test_entry device_tests[] = {
     TEST(test_every_case_saves_from_device_memory_in_tiny_deflate_chunks),
     TEST(test_every_case_saves_from_device_memory_on_one_thread),
     TEST(test_a_put_on_the_callers_stream_sees_its_queued_work),
+    TEST(test_async_puts_write_what_the_tensors_held_before_the_wait_returned),
+    TEST(test_async_puts_are_written_at_commit_and_their_names_are_taken),
+    TEST(test_async_put_failures_surface_at_the_call_the_wait_or_the_commit),
     TEST(test_every_case_reads_into_device_memory_contiguous_and_strided),
     TEST(test_big_selections_read_into_device_memory_in_slabs),
     TEST(test_no_device_gives_enocuda_and_leaves_the_writer_usable),

@@ -148,6 +148,41 @@ static void test_gpu_a_put_on_a_stream_follows_the_work_queued_on_it(void)
     free(want);
 }
 
+/* An asynchronous put, waited for, then the tensor overwritten on the
+ * device: the file holds the bytes from before. */
+static void test_gpu_an_async_put_keeps_what_the_tensor_held_when_staged(void)
+{
+    if (!have_gpu())
+        return;
+    rng r;
+    rng_init(&r, __func__);
+    size_t n = (size_t)48 << 20;
+    unsigned char *src = malloc(n), *got = malloc(n);
+    rng_fill(&r, src, n);
+    void *x = NULL;
+    CUDA_OK(cudaMalloc(&x, n));
+    CUDA_OK(cudaMemcpy(x, src, n, cudaMemcpyHostToDevice));
+    int64_t shape[2] = {(int64_t)(n / 4096), 4096};
+    DLTensor t = cpu_tensor(x, TSNAP_UINT8, 2, shape, NULL, 0);
+    t.device.device_type = kDLCUDA;
+    const char *path = tpath("async.h5");
+    tsnap_writer *w = NULL;
+    CHECK_OK_FATAL(tsnap_writer_create(&w, path, NULL));
+    CHECK_OK(tsnap_writer_put_async(w, "x", &t, NULL));
+    CHECK_OK(tsnap_writer_wait(w));
+    CUDA_OK(cudaMemset(x, 0, n));
+    CHECK_OK(tsnap_writer_commit(w));
+    tsnap_writer_free(w);
+    tsnap_reader *rd = open_reader(path);
+    DLTensor h = cpu_tensor(got, TSNAP_UINT8, 2, shape, NULL, 0);
+    CHECK_OK(tsnap_reader_read_verified(rd, "x", &h));
+    CHECK_MEM(got, src, n, "the tensor as it was at the wait");
+    tsnap_reader_free(rd);
+    cudaFree(x);
+    free(src);
+    free(got);
+}
+
 /* A hyperslab with steps, restored into a transposed device tensor. */
 static void test_gpu_a_hyperslab_restores_into_a_strided_device_tensor(void)
 {
@@ -193,6 +228,7 @@ const test_entry gpu_tests[] = {
     TEST(test_gpu_every_case_round_trips_uncompressed),
     TEST(test_gpu_every_case_round_trips_in_tiny_deflate_chunks),
     TEST(test_gpu_a_put_on_a_stream_follows_the_work_queued_on_it),
+    TEST(test_gpu_an_async_put_keeps_what_the_tensor_held_when_staged),
     TEST(test_gpu_a_hyperslab_restores_into_a_strided_device_tensor),
     TEST_END,
 };

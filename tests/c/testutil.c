@@ -742,3 +742,23 @@ char *h5_get_string_attr(hid_t obj, const char *key)
     H5Aclose(a);
     return out;
 }
+
+void caseset_check_file(const caseset *cs, const char *path, const char *what)
+{
+    tsnap_reader *rd = open_reader(path);
+    CHECK_OK(tsnap_reader_verify(rd, NULL));
+    CHECK_I64(tsnap_reader_count(rd), cs->n);
+    for (size_t i = 0; i < cs->n; i++) {
+        const tcase *c = &cs->v[i];
+        ctx_set("%s", c->name);
+        unsigned char *got = alloc_filled(c->nbytes + 1, 0x5a);
+        int64_t shape[TSNAP_MAX_NDIM];
+        memcpy(shape, c->shape, sizeof shape);
+        DLTensor dst = cpu_tensor(got, c->dtype, c->ndim, shape, NULL, 0);
+        if (CHECK_OK(tsnap_reader_read(rd, c->name, NULL, NULL, NULL, &dst)))
+            CHECK_MEM(got, c->expected, c->nbytes, what);
+        free(got);
+    }
+    ctx_clear();
+    tsnap_reader_free(rd);
+}

@@ -206,6 +206,9 @@ extern const optset OPT_PLAIN, OPT_DEFLATE, OPT_DEFLATE_NO_SHUFFLE, OPT_DEFLATE_
 void optset_apply(const optset *o, tsnap_write_options *opts);
 /* Puts every case under its name and commits; CHECKs each call. */
 int caseset_write(const caseset *cs, const char *path, const optset *o);
+/* Opens `path`, verifies every checksum and CHECKs that each case reads
+ * back whole as its logical bytes (`what` names the check). */
+void caseset_check_file(const caseset *cs, const char *path, const char *what);
 
 /* Expected HDF5-level facts of a case written under `o`. */
 int case_chunked(const tcase *c);
