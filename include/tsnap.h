@@ -487,6 +487,84 @@ TSNAP_API const DLTensor *tsnap_mapping_tensor(const tsnap_mapping *m);
 /** Unmaps.  Accepts NULL. */
 TSNAP_API void tsnap_mapping_free(tsnap_mapping *m);
 
+/* ------------------------------------------------------------------ */
+/* The store: a directory of step-numbered snapshots                   */
+/* ------------------------------------------------------------------ */
+
+/*
+ * One snapshot per step, named "step-" + the step as at least 12 decimal
+ * digits (zero-padded) + ".h5", e.g. step-000000000042.h5, each written
+ * under a temporary name and renamed into place when complete.  One
+ * process writes to a store at a time (it holds an exclusive lock on the
+ * file ".tsnap-store.lock" in the directory); any number read it, never
+ * blocked.  Files of other names are ignored.
+ */
+typedef struct tsnap_store tsnap_store;
+
+typedef struct tsnap_store_options {
+    unsigned int version;       /**< TSNAP_STORE_OPTIONS_VERSION */
+    int writable;               /**< 1 (default): this handle saves, so it takes
+                                     the writer's lock, makes the directory if
+                                     it is missing and removes the temporary
+                                     files a killed writer left; 0: read only */
+    int keep_last;              /**< > 0: after each save only the newest
+                                     keep_last steps remain (older ones are
+                                     deleted once the new one is durable);
+                                     0 (default): all are kept */
+    tsnap_write_options write;  /**< how each snapshot is written; `overwrite`
+                                     is the store's (a step is never replaced) */
+} tsnap_store_options;
+
+#define TSNAP_STORE_OPTIONS_VERSION 1
+#define TSNAP_STORE_OPTIONS_INIT \
+    { TSNAP_STORE_OPTIONS_VERSION, 1, 0, TSNAP_WRITE_OPTIONS_INIT }
+
+/**
+ * Opens the store in directory `dir` (opts NULL: the defaults).
+ * TSNAP_ENOTFOUND if `dir` (read only) or its parent (writable) does not
+ * exist, TSNAP_ESTATE if another handle, in this process or another,
+ * writes to it, TSNAP_EIO if the directory cannot be written or read.
+ */
+TSNAP_API int tsnap_store_open(tsnap_store **out, const char *dir,
+                               const tsnap_store_options *opts);
+
+/** Closes the store (releasing the writer's lock).  Accepts NULL. */
+TSNAP_API void tsnap_store_free(tsnap_store *s);
+
+/**
+ * The committed steps, ascending: fills `steps` with up to `cap` of them
+ * and sets *count to how many there are (call with cap 0 to size the
+ * array).  Temporary files and other names are not steps.
+ */
+TSNAP_API int tsnap_store_steps(tsnap_store *s, int64_t *steps, size_t cap, size_t *count);
+
+/** The newest committed step; TSNAP_ENOTFOUND when there is none. */
+TSNAP_API int tsnap_store_latest(tsnap_store *s, int64_t *step);
+
+/**
+ * The file of `step` (whether or not it exists) in `buf` of `len` bytes;
+ * TSNAP_EINVAL for a negative step or a short buffer.
+ */
+TSNAP_API int tsnap_store_path(const tsnap_store *s, int64_t step, char *buf, size_t len);
+
+/**
+ * Starts the snapshot of `step` (>= 0): a writer for its file, with the
+ * root attribute `step` set.  Put tensors and attributes into it, then
+ * tsnap_store_commit (or tsnap_writer_abort); free it with
+ * tsnap_writer_free either way.  TSNAP_EEXISTS if the step is committed
+ * already, TSNAP_ESTATE for a read-only store.
+ */
+TSNAP_API int tsnap_store_begin(tsnap_store *s, int64_t step, tsnap_writer **w);
+
+/**
+ * Commits the snapshot begun with tsnap_store_begin, then applies
+ * keep_last: older steps are deleted only now that the new one is
+ * complete (durable, unless the write options say otherwise).  On
+ * failure no step is added and none is deleted.  TSNAP_EINVAL for a
+ * writer that tsnap_store_begin of this store did not make.
+ */
+TSNAP_API int tsnap_store_commit(tsnap_store *s, tsnap_writer *w);
+
 #ifdef __cplusplus
 }
 #endif

@@ -373,4 +373,9 @@ int tsnap__stage_store(tsnap_stage *st, unsigned i, const tsnap_view *v, uint64_
 /* Waits until slot `i`'s queued copy is done (any thread). */
 int tsnap__stage_wait(tsnap_stage *st, unsigned i);
 
+/* ---- writer.c, for the store ---------------------------------------- */
+
+/* The final path a writer commits to. */
+const char *tsnap__writer_path(const tsnap_writer *w);
+
 #endif

@@ -1036,6 +1036,8 @@ fail:
     return err;
 }
 
+const char *tsnap__writer_path(const tsnap_writer *w) { return w->path; }
+
 int tsnap_writer_abort(tsnap_writer *w)
 {
     tsnap__begin();

@@ -1,0 +1,411 @@
+/*
+ * test_store.c - the store: steps named and listed as docs say, each an
+ * ordinary verified snapshot with its `step`; keep_last deletes only
+ * older steps and only after the new one is committed; one writer at a
+ * time, readers never blocked; a killed writer's temporary files are
+ * ignored by readers and removed by the next writer.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+enum { ELEMS = 3000 };
+
+/* Saves `step` with one float64 tensor "state/u" of fresh values. */
+static void save_step(tsnap_store *s, int64_t step, rng *r, double *u)
+{
+    int64_t shape[2] = {ELEMS / 30, 30};
+    rng_fill_dtype(r, u, ELEMS, TSNAP_FLOAT64);
+    DLTensor t = cpu_tensor(u, TSNAP_FLOAT64, 2, shape, NULL, 0);
+    tsnap_writer *w = NULL;
+    CHECK_OK_FATAL(tsnap_store_begin(s, step, &w));
+    CHECK_OK(tsnap_writer_put(w, "state/u", &t));
+    CHECK_OK(tsnap_store_commit(s, w));
+    tsnap_writer_free(w);
+}
+
+/* The step's file holds `u` and the root attribute step, and verifies. */
+static void check_step(tsnap_store *s, int64_t step, const double *u)
+{
+    char path[4096];
+    CHECK_OK_FATAL(tsnap_store_path(s, step, path, sizeof path));
+    tsnap_reader *rd = open_reader(path);
+    CHECK_OK(tsnap_reader_verify(rd, NULL));
+    tsnap_attr a;
+    if (CHECK_OK(tsnap_reader_attr_find(rd, NULL, "step", &a))) {
+        CHECK_I64(a.kind, TSNAP_ATTR_NUMERIC);
+        CHECK_I64(a.value.dtype.bits, 64);
+        CHECK_I64(*(const int64_t *)a.value.data, step);
+    }
+    double *got = malloc(ELEMS * 8);
+    int64_t shape[2] = {ELEMS / 30, 30};
+    DLTensor dst = cpu_tensor(got, TSNAP_FLOAT64, 2, shape, NULL, 0);
+    CHECK_OK(tsnap_reader_read(rd, "state/u", NULL, NULL, NULL, &dst));
+    CHECK_MEM(got, u, ELEMS * 8, "the step's tensor");
+    free(got);
+    tsnap_reader_free(rd);
+}
+
+static size_t steps_of(tsnap_store *s, int64_t *steps, size_t cap)
+{
+    size_t n = 0;
+    CHECK_OK(tsnap_store_steps(s, steps, cap, &n));
+    return n;
+}
+
+static void test_steps_are_named_listed_in_order_and_each_an_ordinary_snapshot(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    const char *dir = tpath("run");
+    tsnap_store *s = NULL;
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, NULL)); /* makes the directory */
+    int64_t latest = -1;
+    CHECK_ERR(tsnap_store_latest(s, &latest), TSNAP_ENOTFOUND);
+    static double u[5][ELEMS];
+    int64_t order[5] = {20, 0, 10, 1000000000000LL, 7}; /* saved out of order */
+    for (int i = 0; i < 5; i++)
+        save_step(s, order[i], &r, u[i]);
+    int64_t steps[8];
+    size_t n = steps_of(s, steps, 8);
+    CHECK_I64(n, 5);
+    int64_t want[5] = {0, 7, 10, 20, 1000000000000LL};
+    for (int i = 0; i < 5 && i < (int)n; i++)
+        CHECK_I64(steps[i], want[i]);
+    CHECK_OK(tsnap_store_latest(s, &latest));
+    CHECK_I64(latest, 1000000000000LL);
+    /* sizing call, and a short array */
+    CHECK_I64(steps_of(s, NULL, 0), 5);
+    CHECK_I64(steps_of(s, steps, 2), 5);
+    CHECK_I64(steps[1], 7);
+    for (int i = 0; i < 5; i++)
+        check_step(s, order[i], u[i]);
+    char path[4096];
+    CHECK_OK(tsnap_store_path(s, 42, path, sizeof path));
+    CHECK_STR(base_name(path), "step-000000000042.h5");
+    CHECK_ERR(tsnap_store_path(s, -1, path, sizeof path), TSNAP_EINVAL);
+    CHECK_ERR(tsnap_store_path(s, 42, path, 10), TSNAP_EINVAL);
+    /* a step is never replaced, a negative one never made */
+    tsnap_writer *w = NULL;
+    CHECK_ERR(tsnap_store_begin(s, 10, &w), TSNAP_EEXISTS);
+    CHECK(w == NULL);
+    CHECK_ERR(tsnap_store_begin(s, -3, &w), TSNAP_EINVAL);
+    check_step(s, 10, u[2]);
+    tsnap_store_free(s);
+}
+
+static void test_keep_last_deletes_only_older_steps_after_the_new_one_is_committed(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    const char *dir = tpath("kept");
+    tsnap_store_options o = TSNAP_STORE_OPTIONS_INIT;
+    o.keep_last = 3;
+    tsnap_store *s = NULL;
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, &o));
+    static double u[8][ELEMS];
+    int64_t steps[16];
+    for (int i = 0; i < 6; i++) {
+        save_step(s, 10 * i, &r, u[i]);
+        size_t n = steps_of(s, steps, 16);
+        CHECK_I64(n, i + 1 < 3 ? i + 1 : 3);
+        CHECK_I64(steps[n - 1], 10 * i);
+    }
+    int64_t want[3] = {30, 40, 50};
+    for (int i = 0; i < 3; i++) {
+        CHECK_I64(steps[i], want[i]);
+        check_step(s, want[i], u[3 + i]);
+    }
+    /* an older step saved late is kept (it was just written) */
+    save_step(s, 5, &r, u[6]);
+    CHECK_I64(steps_of(s, steps, 16), 4);
+    CHECK_I64(steps[0], 5);
+    check_step(s, 5, u[6]);
+    /* a failed snapshot deletes nothing and adds nothing */
+    tsnap_writer *w = NULL;
+    CHECK_OK_FATAL(tsnap_store_begin(s, 60, &w));
+    CHECK_OK(tsnap_writer_abort(w));
+    CHECK_NEG(tsnap_store_commit(s, w));
+    tsnap_writer_free(w);
+    CHECK_I64(steps_of(s, steps, 16), 4);
+    CHECK_I64(count_temp_files(dir, "step-000000000060.h5"), 0);
+    CHECK_I64(count_entries(dir), 5); /* four steps and the lock file */
+    tsnap_store_free(s);
+}
+
+static void test_one_writer_at_a_time_and_readers_are_never_blocked(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    const char *dir = tpath("locked");
+    static double u[ELEMS];
+    tsnap_store *a = NULL, *b = NULL, *reader = NULL;
+    CHECK_OK_FATAL(tsnap_store_open(&a, dir, NULL));
+    save_step(a, 1, &r, u);
+    CHECK_ERR(tsnap_store_open(&b, dir, NULL), TSNAP_ESTATE);
+    CHECK_ERRMSG_HAS("another writer");
+    CHECK(b == NULL);
+    tsnap_store_options ro = TSNAP_STORE_OPTIONS_INIT;
+    ro.writable = 0;
+    CHECK_OK_FATAL(tsnap_store_open(&reader, dir, &ro));
+    int64_t latest = -1;
+    CHECK_OK(tsnap_store_latest(reader, &latest));
+    CHECK_I64(latest, 1);
+    tsnap_writer *w = NULL;
+    CHECK_ERR(tsnap_store_begin(reader, 2, &w), TSNAP_ESTATE);
+    CHECK_ERRMSG_HAS("read only");
+    /* a writer of another store cannot commit into this one */
+    tsnap_store *other = NULL;
+    CHECK_OK_FATAL(tsnap_store_open(&other, tpath("elsewhere"), NULL));
+    CHECK_OK_FATAL(tsnap_store_begin(other, 2, &w));
+    CHECK_ERR(tsnap_store_commit(a, w), TSNAP_EINVAL);
+    tsnap_writer_free(w);
+    tsnap_store_free(other);
+    tsnap_store_free(a);
+    /* the lock went with the handle */
+    CHECK_OK(tsnap_store_open(&b, dir, NULL));
+    tsnap_store_free(b);
+    tsnap_store_free(reader);
+    /* read only, a store must exist; writable, its parent must */
+    CHECK_ERR(tsnap_store_open(&reader, tpath("absent"), &ro), TSNAP_ENOTFOUND);
+    CHECK_ERR(tsnap_store_open(&b, tpath("absent/deeper"), NULL), TSNAP_ENOTFOUND);
+    tsnap_store_options bad = TSNAP_STORE_OPTIONS_INIT;
+    bad.keep_last = -1;
+    CHECK_ERR(tsnap_store_open(&b, dir, &bad), TSNAP_EINVAL);
+}
+
+static void test_a_killed_writers_leftovers_are_ignored_then_removed_by_the_next_writer(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    const char *dir = tpath("crashed");
+    static double u[ELEMS];
+    tsnap_store *s = NULL;
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, NULL));
+    save_step(s, 3, &r, u);
+    tsnap_store_free(s);
+    /* what a writer killed mid-save leaves: its temporary file, possibly
+     * partial; and files that are none of the store's business */
+    char path[4096];
+    const char *junk[] = {".step-000000000004.h5.00112233aabbccdd.tsnap-tmp", "notes.txt",
+                          "step-4.h5", "step-000000000004.h5.bak", "step-00000000000x.h5"};
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, junk[i]);
+        CHECK(spit(path, "partial", 7) == 0);
+    }
+    tsnap_store_options ro = TSNAP_STORE_OPTIONS_INIT;
+    ro.writable = 0;
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, &ro));
+    int64_t steps[4];
+    CHECK_I64(steps_of(s, steps, 4), 1);
+    CHECK_I64(steps[0], 3);
+    tsnap_store_free(s);
+    CHECK_I64(count_temp_files(dir, "step-000000000004.h5"), 1); /* readers leave it */
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, NULL));
+    CHECK_I64(count_temp_files(dir, "step-000000000004.h5"), 0);
+    for (size_t i = 1; i < sizeof junk / sizeof junk[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, junk[i]);
+        CHECK_MSG(path_exists(path), "%s is not the store's to remove", junk[i]);
+    }
+    save_step(s, 4, &r, u);
+    CHECK_I64(steps_of(s, steps, 4), 2);
+    check_step(s, 4, u);
+    tsnap_store_free(s);
+}
+
+/* ---- crashes ------------------------------------------------------ */
+
+enum { BIG = 1 << 20 }; /* elements of a crash test's step: 4 MiB of float32 */
+
+/* The data of `step`, a function of the step alone. */
+static void step_data(int64_t step, float *v)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ULL * (uint64_t)(step + 1);
+    for (size_t i = 0; i < BIG; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        v[i] = (float)(int32_t)(x >> 32) * 1e-6f;
+    }
+}
+
+/* A child that saves step after step until it is killed. */
+_Noreturn static void saver(const char *dir, int64_t first)
+{
+    float *v = malloc(BIG * 4);
+    int64_t shape[2] = {BIG / 1024, 1024};
+    tsnap_store_options o = TSNAP_STORE_OPTIONS_INIT;
+    o.keep_last = 4;
+    o.write.chunk_bytes = 256 << 10; /* many chunks: many moments to be killed at */
+    tsnap_store *s = NULL;
+    if (!v || tsnap_store_open(&s, dir, &o) < 0)
+        _exit(3);
+    for (int64_t step = first;; step++) {
+        step_data(step, v);
+        DLTensor t = cpu_tensor(v, TSNAP_FLOAT32, 2, shape, NULL, 0);
+        tsnap_writer *w = NULL;
+        if (tsnap_store_begin(s, step, &w) < 0 || tsnap_writer_put(w, "field", &t) < 0 ||
+            tsnap_store_commit(s, w) < 0)
+            _exit(4);
+        tsnap_writer_free(w);
+    }
+}
+
+/* Entries of `dir` whose names end with `suffix`. */
+static int count_suffix(const char *dir, const char *suffix)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    if (!d)
+        return -1;
+    while ((e = readdir(d)))
+        if (strlen(e->d_name) > strlen(suffix) &&
+            strcmp(e->d_name + strlen(e->d_name) - strlen(suffix), suffix) == 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* Every listed step loads, verifies and holds its data; returns the latest. */
+static int64_t check_committed(const char *dir, float *want, float *got)
+{
+    tsnap_store_options ro = TSNAP_STORE_OPTIONS_INIT;
+    ro.writable = 0;
+    tsnap_store *s = NULL;
+    int64_t steps[64], latest = -1;
+    size_t n = 0;
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, &ro));
+    CHECK_OK(tsnap_store_steps(s, steps, 64, &n));
+    CHECK_MSG(n <= 5, "%zu steps listed with keep_last 4", n); /* 4, or 5 mid-retention */
+    for (size_t i = 0; i < n && i < 64; i++) {
+        char path[4096];
+        CHECK_OK(tsnap_store_path(s, steps[i], path, sizeof path));
+        tsnap_reader *rd = NULL;
+        if (!CHECK_OK(tsnap_reader_open(&rd, path)))
+            continue;
+        int64_t shape[2] = {BIG / 1024, 1024};
+        DLTensor dst = cpu_tensor(got, TSNAP_FLOAT32, 2, shape, NULL, 0);
+        CHECK_OK(tsnap_reader_verify(rd, NULL));
+        if (CHECK_OK(tsnap_reader_read(rd, "field", NULL, NULL, NULL, &dst))) {
+            step_data(steps[i], want);
+            CHECK_MEM(got, want, BIG * 4, "a committed step after a kill");
+        }
+        tsnap_reader_free(rd);
+        latest = steps[i];
+    }
+    tsnap_store_free(s);
+    return latest;
+}
+
+static void test_a_writer_killed_at_random_moments_never_loses_a_committed_step(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    const char *dir = tpath("killed");
+    float *want = malloc(BIG * 4), *got = malloc(BIG * 4);
+    int64_t next = 0, committed = 0;
+    for (int run = 0; run < 30; run++) {
+        pid_t pid = fork();
+        CHECK_FATAL(pid >= 0);
+        if (pid == 0)
+            saver(dir, next);
+        struct timespec ts = {0, (long)(rng_below(&r, 60) * 1000000)};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        int status = 0;
+        CHECK_FATAL(waitpid(pid, &status, 0) == pid);
+        CHECK_MSG(WIFSIGNALED(status), "the saver exited by itself (status %d)", status);
+        int64_t latest = check_committed(dir, want, got);
+        if (latest >= 0) {
+            committed += latest + 1 > next ? latest + 1 - next : 0;
+            next = latest + 1;
+        }
+    }
+    /* the next writer cleans up and goes on */
+    tsnap_store *s = NULL;
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, NULL));
+    tsnap_store_free(s);
+    CHECK_I64(count_suffix(dir, ".tsnap-tmp"), 0);
+    CHECK_MSG(committed > 0, "no step was committed in 30 runs");
+    printf("\n    %lld steps committed over 30 kills\n", (long long)committed);
+    free(want);
+    free(got);
+}
+
+/* A file-size limit stops a save with a clear error; the steps before it
+ * stay whole and no partial step is listed. */
+static void test_a_file_size_limit_fails_the_save_and_keeps_the_earlier_steps(void)
+{
+    const char *dir = tpath("limited");
+    float *v = malloc(BIG * 4), *got = malloc(BIG * 4);
+    int64_t shape[2] = {BIG / 1024, 1024};
+    tsnap_store *s = NULL;
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, NULL));
+    step_data(0, v);
+    DLTensor t = cpu_tensor(v, TSNAP_FLOAT32, 2, shape, NULL, 0);
+    tsnap_writer *w = NULL;
+    CHECK_OK_FATAL(tsnap_store_begin(s, 0, &w));
+    CHECK_OK(tsnap_writer_put(w, "field", &t));
+    CHECK_OK(tsnap_store_commit(s, w));
+    tsnap_writer_free(w);
+    tsnap_store_free(s);
+
+    int pipefd[2];
+    CHECK_FATAL(pipe(pipefd) == 0);
+    pid_t pid = fork();
+    CHECK_FATAL(pid >= 0);
+    if (pid == 0) { /* a child, so that the limit is its own */
+        struct rlimit lim = {1 << 20, 1 << 20};
+        signal(SIGXFSZ, SIG_IGN);
+        close(pipefd[0]);
+        if (setrlimit(RLIMIT_FSIZE, &lim) < 0 || tsnap_store_open(&s, dir, NULL) < 0)
+            _exit(3);
+        step_data(1, v);
+        int err = tsnap_store_begin(s, 1, &w);
+        if (err == 0 && (err = tsnap_writer_put(w, "field", &t)) == 0)
+            err = tsnap_store_commit(s, w);
+        dprintf(pipefd[1], "%d %s", err, tsnap_errmsg());
+        _exit(0);
+    }
+    close(pipefd[1]);
+    char msg[2048] = "";
+    ssize_t k = read(pipefd[0], msg, sizeof msg - 1);
+    msg[k > 0 ? k : 0] = '\0';
+    close(pipefd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed (%d)", status);
+    CHECK_MSG(atoi(msg) == TSNAP_EIO, "the save under a 1 MiB limit gave: %s", msg);
+    CHECK_MSG(strstr(msg, "step-000000000001.h5") != NULL, "the message names the file: %s",
+              msg);
+    printf("\n    %s\n", msg);
+    check_committed(dir, v, got);
+    tsnap_store_options ro = TSNAP_STORE_OPTIONS_INIT;
+    ro.writable = 0;
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, &ro));
+    int64_t steps[4];
+    CHECK_I64(steps_of(s, steps, 4), 1);
+    CHECK_I64(steps[0], 0);
+    tsnap_store_free(s);
+    free(v);
+    free(got);
+}
+
+const test_entry store_tests[] = {
+    TEST(test_steps_are_named_listed_in_order_and_each_an_ordinary_snapshot),
+    TEST(test_keep_last_deletes_only_older_steps_after_the_new_one_is_committed),
+    TEST(test_one_writer_at_a_time_and_readers_are_never_blocked),
+    TEST(test_a_killed_writers_leftovers_are_ignored_then_removed_by_the_next_writer),
+    TEST(test_a_writer_killed_at_random_moments_never_loses_a_committed_step),
+    TEST(test_a_file_size_limit_fails_the_save_and_keeps_the_earlier_steps),
+    TEST_END,
+};
