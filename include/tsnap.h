@@ -513,11 +513,15 @@ typedef struct tsnap_store_options {
                                      0 (default): all are kept */
     tsnap_write_options write;  /**< how each snapshot is written; `overwrite`
                                      is the store's (a step is never replaced) */
+    size_t staging_bytes;       /**< host memory that background saves may hold
+                                     (tsnap_store_save with wait 0); 0 means
+                                     TSNAP_DEFAULT_STAGING_BYTES */
 } tsnap_store_options;
 
+#define TSNAP_DEFAULT_STAGING_BYTES ((size_t)4 << 30)
 #define TSNAP_STORE_OPTIONS_VERSION 1
 #define TSNAP_STORE_OPTIONS_INIT \
-    { TSNAP_STORE_OPTIONS_VERSION, 1, 0, TSNAP_WRITE_OPTIONS_INIT }
+    { TSNAP_STORE_OPTIONS_VERSION, 1, 0, TSNAP_WRITE_OPTIONS_INIT, 0 }
 
 /**
  * Opens the store in directory `dir` (opts NULL: the defaults).
@@ -528,7 +532,9 @@ typedef struct tsnap_store_options {
 TSNAP_API int tsnap_store_open(tsnap_store **out, const char *dir,
                                const tsnap_store_options *opts);
 
-/** Closes the store (releasing the writer's lock).  Accepts NULL. */
+/** Waits for the background saves, then closes the store (releasing the
+ *  writer's lock); a failure they had is lost: call tsnap_store_wait
+ *  first to see it.  Accepts NULL. */
 TSNAP_API void tsnap_store_free(tsnap_store *s);
 
 /**
@@ -564,6 +570,28 @@ TSNAP_API int tsnap_store_begin(tsnap_store *s, int64_t step, tsnap_writer **w);
  * writer that tsnap_store_begin of this store did not make.
  */
 TSNAP_API int tsnap_store_commit(tsnap_store *s, tsnap_writer *w);
+
+/**
+ * Saves `step` with the `n` tensors `tensors[i]` under `names[i]`, in host
+ * or CUDA memory, as tsnap_store_begin, puts and tsnap_store_commit would.
+ * wait 1: returns when the step is committed.  wait 0: returns as soon as
+ * the tensors are copied into host staging memory (from the device, for
+ * CUDA tensors: the caller may then change them), and a background thread
+ * of the store writes, commits and applies keep_last.  Staging memory is
+ * bounded by staging_bytes: a save waits for earlier background saves to
+ * make room, and one larger than all of it is written before the call
+ * returns.  A background failure is never lost: the next tsnap_store_save
+ * or tsnap_store_wait returns it (and the failed step is not listed).
+ * With an HDF5 that is not thread-safe, every save waits.
+ */
+TSNAP_API int tsnap_store_save(tsnap_store *s, int64_t step, const char *const *names,
+                               const DLTensor *tensors, size_t n, int wait);
+
+/**
+ * Waits until every background save has finished; returns the first
+ * failure among them not returned yet (0: all committed).
+ */
+TSNAP_API int tsnap_store_wait(tsnap_store *s);
 
 #ifdef __cplusplus
 }

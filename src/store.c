@@ -8,11 +8,18 @@
  * kernel drops it when the process dies, so a killed writer leaves no
  * stale lock); with it held, the temporary files a killed writer left
  * behind are removed.  Readers take no lock.
+ *
+ * Background saves: tsnap_store_save(wait 0) copies the tensors into host
+ * staging memory (the budget, staging_bytes, makes it wait for room) and
+ * queues the step; the store's one background thread writes the queued
+ * steps in order, each through begin/put/commit exactly as a waiting save
+ * does.  HDF5 (built thread-safe) serialises its calls with the caller's.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,10 +34,37 @@
 #define STEP_SUFFIX ".h5"
 #define TEMP_SUFFIX ".tsnap-tmp"
 
+/* One tensor of a queued step, in host memory, C order. */
+typedef struct staged {
+    char *name;
+    DLTensor t;
+    int64_t shape[TSNAP_MAX_NDIM];
+    void *heap;        /* the bytes, for host tensors */
+    tsnap_stage stage; /* for CUDA tensors: its pinned copy */
+    bool device;
+} staged;
+
+typedef struct job {
+    int64_t step;
+    size_t n, bytes;
+    staged *tensors;
+    struct job *next;
+} job;
+
 struct tsnap_store {
     char *dir;
     int lock_fd; /* -1: read only */
     tsnap_store_options opts;
+    bool threadsafe; /* HDF5's calls may come from the background thread */
+    /* the background saves */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    bool started, stopping, busy;
+    job *head, *tail;
+    size_t staged_bytes; /* held by queued and running jobs */
+    int bg_err;
+    char bg_msg[1024];
 };
 
 /* The step a file name stands for, or -1: exactly the name
@@ -172,6 +206,12 @@ int tsnap_store_open(tsnap_store **out, const char *dir, const tsnap_store_optio
     }
     s->lock_fd = -1;
     s->opts = opts ? *opts : defaults;
+    if (!s->opts.staging_bytes)
+        s->opts.staging_bytes = TSNAP_DEFAULT_STAGING_BYTES;
+    hbool_t ts = 0;
+    s->threadsafe = H5is_library_threadsafe(&ts) >= 0 && ts;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
     if (s->opts.writable && mkdir(dir, 0777) < 0 && errno != EEXIST) {
         err = tsnap__err(errno == ENOENT ? TSNAP_ENOTFOUND : TSNAP_EIO, dir, NULL,
                          "cannot make the store's directory: %s", strerror(errno));
@@ -202,6 +242,14 @@ void tsnap_store_free(tsnap_store *s)
 {
     if (!s)
         return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true; /* the thread finishes what is queued first */
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->started)
+        pthread_join(s->thread, NULL);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
     if (s->lock_fd >= 0)
         close(s->lock_fd); /* and with it the lock */
     free(s->dir);
@@ -318,5 +366,227 @@ int tsnap_store_commit(tsnap_store *s, tsnap_writer *w)
     free(v);
     if (err == 0 && s->opts.write.durable)
         err = tsnap__fsync_path(s->dir, true, s->dir);
+    return err;
+}
+
+/* ---- saves ---------------------------------------------------------- */
+
+/* begin, the puts, commit: a whole step (the caller's memory, or staged). */
+static int write_step(tsnap_store *s, int64_t step, const char *const *names,
+                      const DLTensor *tensors, size_t n)
+{
+    tsnap_writer *w = NULL;
+    int err = tsnap_store_begin(s, step, &w);
+    for (size_t i = 0; i < n && err == 0; i++)
+        err = tsnap_writer_put(w, names[i], &tensors[i]);
+    if (err == 0)
+        err = tsnap_store_commit(s, w);
+    tsnap_writer_free(w);
+    return err;
+}
+
+static void job_free(job *j)
+{
+    for (size_t i = 0; j && i < j->n; i++) {
+        staged *t = &j->tensors[i];
+        if (t->device)
+            tsnap__stage_close(&t->stage);
+        free(t->heap);
+        free(t->name);
+    }
+    if (j)
+        free(j->tensors);
+    free(j);
+}
+
+static int run_job(tsnap_store *s, job *j)
+{
+    const char **names = malloc((j->n ? j->n : 1) * sizeof *names);
+    DLTensor *ts = malloc((j->n ? j->n : 1) * sizeof *ts);
+    int err;
+    if (!names || !ts) {
+        err = tsnap__err(TSNAP_ENOMEM, s->dir, NULL, "out of memory");
+    } else {
+        for (size_t i = 0; i < j->n; i++) {
+            names[i] = j->tensors[i].name;
+            ts[i] = j->tensors[i].t;
+        }
+        err = write_step(s, j->step, names, ts, j->n);
+    }
+    free(names);
+    free(ts);
+    return err;
+}
+
+static void *background(void *arg)
+{
+    tsnap_store *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->head && !s->stopping)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->head)
+            break;
+        job *j = s->head;
+        s->head = j->next;
+        if (!s->head)
+            s->tail = NULL;
+        s->busy = true;
+        pthread_mutex_unlock(&s->mu);
+        tsnap__begin();
+        int err = run_job(s, j);
+        char msg[sizeof s->bg_msg];
+        snprintf(msg, sizeof msg, "%s", err < 0 ? tsnap_errmsg() : "");
+        size_t bytes = j->bytes;
+        job_free(j);
+        pthread_mutex_lock(&s->mu);
+        s->staged_bytes -= bytes;
+        s->busy = false;
+        if (err < 0 && !s->bg_err) {
+            s->bg_err = err;
+            snprintf(s->bg_msg, sizeof s->bg_msg, "%s", msg);
+        }
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* With s->mu held: the background failure not reported yet, as this
+ * thread's error (0 if none). */
+static int take_bg_error_locked(tsnap_store *s)
+{
+    int err = s->bg_err;
+    if (err)
+        tsnap__err(err, NULL, NULL, "a background save failed: %s", s->bg_msg);
+    s->bg_err = 0;
+    return err;
+}
+
+static void wait_idle_locked(tsnap_store *s)
+{
+    while (s->head || s->busy)
+        pthread_cond_wait(&s->cv, &s->mu);
+}
+
+/* A copy of tensor `t` in host memory that stays valid after the call. */
+static int stage_tensor(tsnap_store *s, const char *name, const DLTensor *t, staged *out)
+{
+    tsnap_view v;
+    int err;
+    memset(out, 0, sizeof *out);
+    if ((err = tsnap__view_init(&v, t, s->dir, name)) < 0)
+        return err;
+    if (!(out->name = strdup(name)))
+        return tsnap__err(TSNAP_ENOMEM, s->dir, name, "out of memory");
+    memcpy(out->shape, v.shape, (size_t)v.ndim * sizeof *v.shape);
+    out->t.device.device_type = kDLCPU;
+    out->t.ndim = v.ndim;
+    out->t.shape = out->shape;
+    tsnap_dtype_to_dlpack(&out->t.dtype, v.dtype);
+    if (v.device >= 0 && v.nelems > 0) {
+        /* from the device, through pinned memory kept until written */
+        if ((err = tsnap__stage_open(&out->stage, v.device, NULL, 1, (size_t)v.nbytes,
+                                     !v.contiguous, s->dir, out->name)) < 0)
+            return err;
+        out->device = true;
+        if ((err = tsnap__stage_fetch(&out->stage, 0, &v, 0, v.nelems)) < 0 ||
+            (err = tsnap__stage_wait(&out->stage, 0)) < 0)
+            return err;
+        out->t.data = out->stage.slot[0].host;
+        return 0;
+    }
+    if (!(out->heap = malloc(v.nbytes ? (size_t)v.nbytes : 1)))
+        return tsnap__err(TSNAP_ENOMEM, s->dir, name, "out of memory for %llu bytes of staging",
+                          (unsigned long long)v.nbytes);
+    if (v.nelems > 0)
+        tsnap__gather(&v, 0, v.nelems, out->heap);
+    out->t.data = out->heap;
+    return 0;
+}
+
+int tsnap_store_save(tsnap_store *s, int64_t step, const char *const *names,
+                     const DLTensor *tensors, size_t n, int wait)
+{
+    uint64_t bytes = 0;
+    job *j = NULL;
+    int err;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(s != NULL && (n == 0 || (names != NULL && tensors != NULL)));
+    if (!s->opts.writable)
+        return tsnap__err(TSNAP_ESTATE, s->dir, NULL, "the store was opened read only");
+    if (step < 0)
+        return tsnap__err(TSNAP_EINVAL, s->dir, NULL, "step %" PRId64 " is negative", step);
+    for (size_t i = 0; i < n; i++) {
+        tsnap_view v;
+        if (!names[i])
+            return tsnap__err(TSNAP_EINVAL, s->dir, NULL, "tensor name %zu is NULL", i);
+        if ((err = tsnap__view_init(&v, &tensors[i], s->dir, names[i])) < 0)
+            return err;
+        bytes += v.nbytes;
+    }
+    pthread_mutex_lock(&s->mu);
+    if ((err = take_bg_error_locked(s)) < 0) {
+        pthread_mutex_unlock(&s->mu);
+        return err;
+    }
+    bool background_ok = !wait && s->threadsafe && bytes <= s->opts.staging_bytes;
+    if (!background_ok) { /* in order: after what is queued */
+        wait_idle_locked(s);
+        err = take_bg_error_locked(s);
+        pthread_mutex_unlock(&s->mu);
+        return err < 0 ? err : write_step(s, step, names, tensors, n);
+    }
+    while (s->staged_bytes + bytes > s->opts.staging_bytes && (s->head || s->busy))
+        pthread_cond_wait(&s->cv, &s->mu);
+    s->staged_bytes += (size_t)bytes;
+    pthread_mutex_unlock(&s->mu);
+
+    if (!(j = calloc(1, sizeof *j)) || !(j->tensors = calloc(n ? n : 1, sizeof *j->tensors))) {
+        err = tsnap__err(TSNAP_ENOMEM, s->dir, NULL, "out of memory");
+        goto fail;
+    }
+    j->step = step;
+    j->bytes = (size_t)bytes;
+    for (size_t i = 0; i < n; i++, j->n++)
+        if ((err = stage_tensor(s, names[i], &tensors[i], &j->tensors[i])) < 0) {
+            j->n++; /* its half-made staging is freed with the rest */
+            goto fail;
+        }
+    pthread_mutex_lock(&s->mu);
+    if (!s->started) {
+        if (pthread_create(&s->thread, NULL, background, s) != 0) {
+            pthread_mutex_unlock(&s->mu);
+            err = tsnap__err(TSNAP_ENOMEM, s->dir, NULL, "cannot start the background writer");
+            goto fail;
+        }
+        s->started = true;
+    }
+    if (s->tail)
+        s->tail->next = j;
+    else
+        s->head = j;
+    s->tail = j;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+fail:
+    job_free(j);
+    pthread_mutex_lock(&s->mu);
+    s->staged_bytes -= (size_t)bytes;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return err;
+}
+
+int tsnap_store_wait(tsnap_store *s)
+{
+    tsnap__begin();
+    TSNAP_CHECK_ARG(s != NULL);
+    pthread_mutex_lock(&s->mu);
+    wait_idle_locked(s);
+    int err = take_bg_error_locked(s);
+    pthread_mutex_unlock(&s->mu);
     return err;
 }

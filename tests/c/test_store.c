@@ -223,6 +223,102 @@ static void test_a_killed_writers_leftovers_are_ignored_then_removed_by_the_next
     tsnap_store_free(s);
 }
 
+/* ---- background saves -------------------------------------------- */
+
+static void test_background_saves_write_what_the_tensors_held_when_save_returned(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    const char *dir = tpath("bg");
+    tsnap_store_options o = TSNAP_STORE_OPTIONS_INIT;
+    o.staging_bytes = 3 * ELEMS * 8 + 100; /* room for three steps: later saves wait */
+    tsnap_store *s = NULL;
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, &o));
+    static double u[12][ELEMS], live[ELEMS];
+    int16_t flags[7] = {1, -2, 3, -4, 5, -6, 7};
+    int64_t shape[2] = {ELEMS / 30, 30}, fshape[1] = {7}, fstride[1] = {-1};
+    const char *names[2] = {"state/u", "flags"};
+    for (int i = 0; i < 12; i++) {
+        rng_fill_dtype(&r, live, ELEMS, TSNAP_FLOAT64);
+        memcpy(u[i], live, sizeof live);
+        DLTensor ts[2] = {cpu_tensor(live, TSNAP_FLOAT64, 2, shape, NULL, 0),
+                          cpu_tensor(flags + 6, TSNAP_INT16, 1, fshape, fstride, 0)};
+        CHECK_OK(tsnap_store_save(s, i, names, ts, 2, 0));
+        memset(live, 0xab, sizeof live); /* the caller goes on with its memory */
+    }
+    /* one larger than all the staging memory is written before it returns */
+    static double huge[ELEMS * 4];
+    rng_fill_dtype(&r, huge, ELEMS * 4, TSNAP_FLOAT64);
+    int64_t hshape[1] = {ELEMS * 4};
+    DLTensor h = cpu_tensor(huge, TSNAP_FLOAT64, 1, hshape, NULL, 0);
+    const char *hname = "huge";
+    CHECK_OK(tsnap_store_save(s, 100, &hname, &h, 1, 0));
+    char path[4096];
+    CHECK_OK(tsnap_store_path(s, 100, path, sizeof path));
+    CHECK(path_exists(path));
+    CHECK_OK(tsnap_store_wait(s));
+    int64_t steps[16];
+    CHECK_I64(steps_of(s, steps, 16), 13);
+    for (int i = 0; i < 12; i++) {
+        ctx_set("step %d", i);
+        check_step(s, i, u[i]);
+        CHECK_OK(tsnap_store_path(s, i, path, sizeof path));
+        tsnap_reader *rd = open_reader(path);
+        int16_t got[7], want[7] = {7, -6, 5, -4, 3, -2, 1};
+        DLTensor d = cpu_tensor(got, TSNAP_INT16, 1, fshape, NULL, 0);
+        CHECK_OK(tsnap_reader_read(rd, "flags", NULL, NULL, NULL, &d));
+        CHECK_MEM(got, want, sizeof want, "a reversed view, staged in C order");
+        tsnap_reader_free(rd);
+    }
+    ctx_clear();
+    tsnap_store_free(s);
+}
+
+static void test_a_background_failure_is_returned_by_the_next_save_or_wait(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    const char *dir = tpath("bgfail");
+    static double u[ELEMS], v[ELEMS];
+    int64_t shape[2] = {ELEMS / 30, 30};
+    const char *name = "state/u";
+    tsnap_store *s = NULL;
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, NULL));
+    save_step(s, 1, &r, u);
+    rng_fill_dtype(&r, v, ELEMS, TSNAP_FLOAT64);
+    DLTensor t = cpu_tensor(v, TSNAP_FLOAT64, 2, shape, NULL, 0);
+    /* step 1 exists: accepted now, refused in the background */
+    CHECK_OK(tsnap_store_save(s, 1, &name, &t, 1, 0));
+    CHECK_ERR(tsnap_store_wait(s), TSNAP_EEXISTS);
+    CHECK_ERRMSG_HAS("background save failed");
+    CHECK_ERRMSG_HAS("step-000000000001.h5");
+    CHECK_OK(tsnap_store_wait(s)); /* reported once */
+    /* now seen by the next save, which then writes nothing */
+    CHECK_OK(tsnap_store_save(s, 1, &name, &t, 1, 0));
+    CHECK_ERR(tsnap_store_save(s, 2, &name, &t, 1, 1), TSNAP_EEXISTS);
+    int64_t steps[4];
+    CHECK_I64(steps_of(s, steps, 4), 1);
+    check_step(s, 1, u); /* the failed step replaced nothing */
+    CHECK_OK(tsnap_store_save(s, 2, &name, &t, 1, 1));
+    check_step(s, 2, v);
+    /* arguments are checked before anything is staged */
+    DLTensor bad = t;
+    bad.dtype.bits = 24;
+    CHECK_ERR(tsnap_store_save(s, 3, &name, &bad, 1, 0), TSNAP_ETYPE);
+    CHECK_ERR(tsnap_store_save(s, -1, &name, &t, 1, 0), TSNAP_EINVAL);
+    CHECK_OK(tsnap_store_wait(s));
+    CHECK_I64(steps_of(s, steps, 4), 2);
+    /* closing waits for what is queued */
+    CHECK_OK(tsnap_store_save(s, 5, &name, &t, 1, 0));
+    tsnap_store_free(s);
+    tsnap_store_options ro = TSNAP_STORE_OPTIONS_INIT;
+    ro.writable = 0;
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, &ro));
+    check_step(s, 5, v);
+    CHECK_ERR(tsnap_store_save(s, 6, &name, &t, 1, 0), TSNAP_ESTATE);
+    tsnap_store_free(s);
+}
+
 /* ---- crashes ------------------------------------------------------ */
 
 enum { BIG = 1 << 20 }; /* elements of a crash test's step: 4 MiB of float32 */
@@ -238,7 +334,7 @@ static void step_data(int64_t step, float *v)
 }
 
 /* A child that saves step after step until it is killed. */
-_Noreturn static void saver(const char *dir, int64_t first)
+_Noreturn static void saver(const char *dir, int64_t first, int wait)
 {
     float *v = malloc(BIG * 4);
     int64_t shape[2] = {BIG / 1024, 1024};
@@ -251,11 +347,9 @@ _Noreturn static void saver(const char *dir, int64_t first)
     for (int64_t step = first;; step++) {
         step_data(step, v);
         DLTensor t = cpu_tensor(v, TSNAP_FLOAT32, 2, shape, NULL, 0);
-        tsnap_writer *w = NULL;
-        if (tsnap_store_begin(s, step, &w) < 0 || tsnap_writer_put(w, "field", &t) < 0 ||
-            tsnap_store_commit(s, w) < 0)
+        const char *name = "field";
+        if (tsnap_store_save(s, step, &name, &t, 1, wait) < 0)
             _exit(4);
-        tsnap_writer_free(w);
     }
 }
 
@@ -317,7 +411,7 @@ static void test_a_writer_killed_at_random_moments_never_loses_a_committed_step(
         pid_t pid = fork();
         CHECK_FATAL(pid >= 0);
         if (pid == 0)
-            saver(dir, next);
+            saver(dir, next, run % 2); /* background saves, then waiting ones */
         struct timespec ts = {0, (long)(rng_below(&r, 60) * 1000000)};
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);
@@ -405,6 +499,8 @@ const test_entry store_tests[] = {
     TEST(test_keep_last_deletes_only_older_steps_after_the_new_one_is_committed),
     TEST(test_one_writer_at_a_time_and_readers_are_never_blocked),
     TEST(test_a_killed_writers_leftovers_are_ignored_then_removed_by_the_next_writer),
+    TEST(test_background_saves_write_what_the_tensors_held_when_save_returned),
+    TEST(test_a_background_failure_is_returned_by_the_next_save_or_wait),
     TEST(test_a_writer_killed_at_random_moments_never_loses_a_committed_step),
     TEST(test_a_file_size_limit_fails_the_save_and_keeps_the_earlier_steps),
     TEST_END,
