@@ -571,9 +571,18 @@ TSNAP_API int tsnap_store_begin(tsnap_store *s, int64_t step, tsnap_writer **w);
  */
 TSNAP_API int tsnap_store_commit(tsnap_store *s, tsnap_writer *w);
 
+/** A root attribute of a store save: `string` when not NULL, else the
+ *  numeric `value` (host memory), as tsnap_writer_set_attr takes them. */
+typedef struct tsnap_store_attr {
+    const char *key;
+    const char *string;
+    const DLTensor *value;
+} tsnap_store_attr;
+
 /**
  * Saves `step` with the `n` tensors `tensors[i]` under `names[i]`, in host
- * or CUDA memory, as tsnap_store_begin, puts and tsnap_store_commit would.
+ * or CUDA memory, and the `nattrs` root attributes `attrs` (NULL when 0),
+ * as tsnap_store_begin, puts, attributes and tsnap_store_commit would.
  * wait 1: returns when the step is committed.  wait 0: returns as soon as
  * the tensors are copied into host staging memory (from the device, for
  * CUDA tensors: the caller may then change them), and a background thread
@@ -585,7 +594,8 @@ TSNAP_API int tsnap_store_commit(tsnap_store *s, tsnap_writer *w);
  * With an HDF5 that is not thread-safe, every save waits.
  */
 TSNAP_API int tsnap_store_save(tsnap_store *s, int64_t step, const char *const *names,
-                               const DLTensor *tensors, size_t n, int wait);
+                               const DLTensor *tensors, size_t n, const tsnap_store_attr *attrs,
+                               size_t nattrs, int wait);
 
 /**
  * Waits until every background save has finished; returns the first

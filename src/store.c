@@ -48,6 +48,9 @@ typedef struct job {
     int64_t step;
     size_t n, bytes;
     staged *tensors;
+    size_t nattrs;
+    staged *attrs;      /* numeric values; `name` is the key */
+    char **strings;     /* string values (NULL for numeric ones) */
     struct job *next;
 } job;
 
@@ -371,31 +374,45 @@ int tsnap_store_commit(tsnap_store *s, tsnap_writer *w)
 
 /* ---- saves ---------------------------------------------------------- */
 
-/* begin, the puts, commit: a whole step (the caller's memory, or staged). */
+/* begin, the puts, the attributes, commit: a whole step (the caller's
+ * memory, or staged). */
 static int write_step(tsnap_store *s, int64_t step, const char *const *names,
-                      const DLTensor *tensors, size_t n)
+                      const DLTensor *tensors, size_t n, const tsnap_store_attr *attrs,
+                      size_t nattrs)
 {
     tsnap_writer *w = NULL;
     int err = tsnap_store_begin(s, step, &w);
     for (size_t i = 0; i < n && err == 0; i++)
         err = tsnap_writer_put(w, names[i], &tensors[i]);
+    for (size_t i = 0; i < nattrs && err == 0; i++)
+        err = attrs[i].string ? tsnap_writer_set_attr_string(w, NULL, attrs[i].key, attrs[i].string)
+                              : tsnap_writer_set_attr(w, NULL, attrs[i].key, attrs[i].value);
     if (err == 0)
         err = tsnap_store_commit(s, w);
     tsnap_writer_free(w);
     return err;
 }
 
+static void staged_free(staged *list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++) {
+        if (list[i].device)
+            tsnap__stage_close(&list[i].stage);
+        free(list[i].heap);
+        free(list[i].name);
+    }
+    free(list);
+}
+
 static void job_free(job *j)
 {
-    for (size_t i = 0; j && i < j->n; i++) {
-        staged *t = &j->tensors[i];
-        if (t->device)
-            tsnap__stage_close(&t->stage);
-        free(t->heap);
-        free(t->name);
-    }
-    if (j)
-        free(j->tensors);
+    if (!j)
+        return;
+    staged_free(j->tensors, j->n);
+    staged_free(j->attrs, j->nattrs);
+    for (size_t i = 0; j->strings && i < j->nattrs; i++)
+        free(j->strings[i]);
+    free(j->strings);
     free(j);
 }
 
@@ -403,18 +420,25 @@ static int run_job(tsnap_store *s, job *j)
 {
     const char **names = malloc((j->n ? j->n : 1) * sizeof *names);
     DLTensor *ts = malloc((j->n ? j->n : 1) * sizeof *ts);
+    tsnap_store_attr *as = calloc(j->nattrs ? j->nattrs : 1, sizeof *as);
     int err;
-    if (!names || !ts) {
+    if (!names || !ts || !as) {
         err = tsnap__err(TSNAP_ENOMEM, s->dir, NULL, "out of memory");
     } else {
         for (size_t i = 0; i < j->n; i++) {
             names[i] = j->tensors[i].name;
             ts[i] = j->tensors[i].t;
         }
-        err = write_step(s, j->step, names, ts, j->n);
+        for (size_t i = 0; i < j->nattrs; i++) {
+            as[i].key = j->attrs[i].name;
+            as[i].string = j->strings[i];
+            as[i].value = &j->attrs[i].t;
+        }
+        err = write_step(s, j->step, names, ts, j->n, as, j->nattrs);
     }
     free(names);
     free(ts);
+    free(as);
     return err;
 }
 
@@ -506,14 +530,24 @@ static int stage_tensor(tsnap_store *s, const char *name, const DLTensor *t, sta
 }
 
 int tsnap_store_save(tsnap_store *s, int64_t step, const char *const *names,
-                     const DLTensor *tensors, size_t n, int wait)
+                     const DLTensor *tensors, size_t n, const tsnap_store_attr *attrs,
+                     size_t nattrs, int wait)
 {
     uint64_t bytes = 0;
     job *j = NULL;
     int err;
 
     tsnap__begin();
-    TSNAP_CHECK_ARG(s != NULL && (n == 0 || (names != NULL && tensors != NULL)));
+    TSNAP_CHECK_ARG(s != NULL && (n == 0 || (names != NULL && tensors != NULL)) &&
+                    (nattrs == 0 || attrs != NULL));
+    for (size_t i = 0; i < nattrs; i++) {
+        tsnap_view v;
+        if (!attrs[i].key || (!attrs[i].string && !attrs[i].value))
+            return tsnap__err(TSNAP_EINVAL, s->dir, NULL, "attribute %zu has no key or value", i);
+        if (!attrs[i].string && (err = tsnap__view_init_host(&v, attrs[i].value, s->dir,
+                                                             attrs[i].key)) < 0)
+            return err;
+    }
     if (!s->opts.writable)
         return tsnap__err(TSNAP_ESTATE, s->dir, NULL, "the store was opened read only");
     if (step < 0)
@@ -536,7 +570,7 @@ int tsnap_store_save(tsnap_store *s, int64_t step, const char *const *names,
         wait_idle_locked(s);
         err = take_bg_error_locked(s);
         pthread_mutex_unlock(&s->mu);
-        return err < 0 ? err : write_step(s, step, names, tensors, n);
+        return err < 0 ? err : write_step(s, step, names, tensors, n, attrs, nattrs);
     }
     while (s->staged_bytes + bytes > s->opts.staging_bytes && (s->head || s->busy))
         pthread_cond_wait(&s->cv, &s->mu);
@@ -554,6 +588,22 @@ int tsnap_store_save(tsnap_store *s, int64_t step, const char *const *names,
             j->n++; /* its half-made staging is freed with the rest */
             goto fail;
         }
+    if (nattrs && (!(j->attrs = calloc(nattrs, sizeof *j->attrs)) ||
+                   !(j->strings = calloc(nattrs, sizeof *j->strings)))) {
+        err = tsnap__err(TSNAP_ENOMEM, s->dir, NULL, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < nattrs; i++) {
+        j->nattrs++; /* from here on, what it holds is freed with the job */
+        if (!attrs[i].string) {
+            if ((err = stage_tensor(s, attrs[i].key, attrs[i].value, &j->attrs[i])) < 0)
+                goto fail;
+        } else if (!(j->strings[i] = strdup(attrs[i].string)) ||
+                   !(j->attrs[i].name = strdup(attrs[i].key))) {
+            err = tsnap__err(TSNAP_ENOMEM, s->dir, NULL, "out of memory");
+            goto fail;
+        }
+    }
     pthread_mutex_lock(&s->mu);
     if (!s->started) {
         if (pthread_create(&s->thread, NULL, background, s) != 0) {

@@ -243,8 +243,12 @@ static void test_background_saves_write_what_the_tensors_held_when_save_returned
         memcpy(u[i], live, sizeof live);
         DLTensor ts[2] = {cpu_tensor(live, TSNAP_FLOAT64, 2, shape, NULL, 0),
                           cpu_tensor(flags + 6, TSNAP_INT16, 1, fshape, fstride, 0)};
-        CHECK_OK(tsnap_store_save(s, i, names, ts, 2, 0));
+        double when = 0.25 * i;
+        DLTensor tv = cpu_tensor(&when, TSNAP_FLOAT64, 0, NULL, NULL, 0);
+        tsnap_store_attr at[2] = {{"time", NULL, &tv}, {"note", "background", NULL}};
+        CHECK_OK(tsnap_store_save(s, i, names, ts, 2, at, 2, 0));
         memset(live, 0xab, sizeof live); /* the caller goes on with its memory */
+        when = -1;
     }
     /* one larger than all the staging memory is written before it returns */
     static double huge[ELEMS * 4];
@@ -252,7 +256,7 @@ static void test_background_saves_write_what_the_tensors_held_when_save_returned
     int64_t hshape[1] = {ELEMS * 4};
     DLTensor h = cpu_tensor(huge, TSNAP_FLOAT64, 1, hshape, NULL, 0);
     const char *hname = "huge";
-    CHECK_OK(tsnap_store_save(s, 100, &hname, &h, 1, 0));
+    CHECK_OK(tsnap_store_save(s, 100, &hname, &h, 1, NULL, 0, 0));
     char path[4096];
     CHECK_OK(tsnap_store_path(s, 100, path, sizeof path));
     CHECK(path_exists(path));
@@ -268,6 +272,11 @@ static void test_background_saves_write_what_the_tensors_held_when_save_returned
         DLTensor d = cpu_tensor(got, TSNAP_INT16, 1, fshape, NULL, 0);
         CHECK_OK(tsnap_reader_read(rd, "flags", NULL, NULL, NULL, &d));
         CHECK_MEM(got, want, sizeof want, "a reversed view, staged in C order");
+        tsnap_attr a;
+        if (CHECK_OK(tsnap_reader_attr_find(rd, NULL, "time", &a)))
+            CHECK(*(const double *)a.value.data == 0.25 * i);
+        if (CHECK_OK(tsnap_reader_attr_find(rd, NULL, "note", &a)))
+            CHECK_STR(a.string, "background");
         tsnap_reader_free(rd);
     }
     ctx_clear();
@@ -288,34 +297,34 @@ static void test_a_background_failure_is_returned_by_the_next_save_or_wait(void)
     rng_fill_dtype(&r, v, ELEMS, TSNAP_FLOAT64);
     DLTensor t = cpu_tensor(v, TSNAP_FLOAT64, 2, shape, NULL, 0);
     /* step 1 exists: accepted now, refused in the background */
-    CHECK_OK(tsnap_store_save(s, 1, &name, &t, 1, 0));
+    CHECK_OK(tsnap_store_save(s, 1, &name, &t, 1, NULL, 0, 0));
     CHECK_ERR(tsnap_store_wait(s), TSNAP_EEXISTS);
     CHECK_ERRMSG_HAS("background save failed");
     CHECK_ERRMSG_HAS("step-000000000001.h5");
     CHECK_OK(tsnap_store_wait(s)); /* reported once */
     /* now seen by the next save, which then writes nothing */
-    CHECK_OK(tsnap_store_save(s, 1, &name, &t, 1, 0));
-    CHECK_ERR(tsnap_store_save(s, 2, &name, &t, 1, 1), TSNAP_EEXISTS);
+    CHECK_OK(tsnap_store_save(s, 1, &name, &t, 1, NULL, 0, 0));
+    CHECK_ERR(tsnap_store_save(s, 2, &name, &t, 1, NULL, 0, 1), TSNAP_EEXISTS);
     int64_t steps[4];
     CHECK_I64(steps_of(s, steps, 4), 1);
     check_step(s, 1, u); /* the failed step replaced nothing */
-    CHECK_OK(tsnap_store_save(s, 2, &name, &t, 1, 1));
+    CHECK_OK(tsnap_store_save(s, 2, &name, &t, 1, NULL, 0, 1));
     check_step(s, 2, v);
     /* arguments are checked before anything is staged */
     DLTensor bad = t;
     bad.dtype.bits = 24;
-    CHECK_ERR(tsnap_store_save(s, 3, &name, &bad, 1, 0), TSNAP_ETYPE);
-    CHECK_ERR(tsnap_store_save(s, -1, &name, &t, 1, 0), TSNAP_EINVAL);
+    CHECK_ERR(tsnap_store_save(s, 3, &name, &bad, 1, NULL, 0, 0), TSNAP_ETYPE);
+    CHECK_ERR(tsnap_store_save(s, -1, &name, &t, 1, NULL, 0, 0), TSNAP_EINVAL);
     CHECK_OK(tsnap_store_wait(s));
     CHECK_I64(steps_of(s, steps, 4), 2);
     /* closing waits for what is queued */
-    CHECK_OK(tsnap_store_save(s, 5, &name, &t, 1, 0));
+    CHECK_OK(tsnap_store_save(s, 5, &name, &t, 1, NULL, 0, 0));
     tsnap_store_free(s);
     tsnap_store_options ro = TSNAP_STORE_OPTIONS_INIT;
     ro.writable = 0;
     CHECK_OK_FATAL(tsnap_store_open(&s, dir, &ro));
     check_step(s, 5, v);
-    CHECK_ERR(tsnap_store_save(s, 6, &name, &t, 1, 0), TSNAP_ESTATE);
+    CHECK_ERR(tsnap_store_save(s, 6, &name, &t, 1, NULL, 0, 0), TSNAP_ESTATE);
     tsnap_store_free(s);
 }
 
@@ -348,7 +357,7 @@ _Noreturn static void saver(const char *dir, int64_t first, int wait)
         step_data(step, v);
         DLTensor t = cpu_tensor(v, TSNAP_FLOAT32, 2, shape, NULL, 0);
         const char *name = "field";
-        if (tsnap_store_save(s, step, &name, &t, 1, wait) < 0)
+        if (tsnap_store_save(s, step, &name, &t, 1, NULL, 0, wait) < 0)
             _exit(4);
     }
 }
