@@ -378,4 +378,12 @@ int tsnap__stage_wait(tsnap_stage *st, unsigned i);
 /* The final path a writer commits to. */
 const char *tsnap__writer_path(const tsnap_writer *w);
 
+/* ---- vfd.c: the writers' file driver ------------------------------------ */
+
+/* sec2, whose files can be doomed: writes, flushes and truncates then do
+ * nothing, so that closing a file being discarded cannot fail. */
+hid_t tsnap__vfd_id(void);
+int tsnap__vfd_set(hid_t fapl);
+void tsnap__vfd_doom(hid_t file);
+
 #endif

@@ -229,7 +229,8 @@ int tsnap_writer_create(tsnap_writer **out, const char *path, const tsnap_write_
      * early-allocated dataset's chunks back to back. */
     fapl = H5Pcreate(H5P_FILE_ACCESS);
     w->lcpl = H5Pcreate(H5P_LINK_CREATE);
-    if (fapl < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 ||
+    if (fapl < 0 || tsnap__vfd_set(fapl) < 0 ||
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 ||
         H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 || w->lcpl < 0 ||
         H5Pset_create_intermediate_group(w->lcpl, 1) < 0) {
         err = tsnap__h5err(TSNAP_ENOMEM, path, NULL, "cannot set up file access");
@@ -539,7 +540,7 @@ static void reserve_blocks(tsnap_writer *w, hid_t dset, uint64_t bytes)
     unsigned mask = 0;
     hid_t fapl = H5Fget_access_plist(w->file);
     int *fd = NULL;
-    if (fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 &&
+    if (fapl >= 0 && H5Pget_driver(fapl) == tsnap__vfd_id() &&
         H5Fget_vfd_handle(w->file, fapl, (void **)&fd) >= 0 && fd &&
         H5Dget_chunk_info_by_coord(dset, origin, &mask, &addr, &size) >= 0 &&
         addr != HADDR_UNDEF)
@@ -988,6 +989,7 @@ static int rename_noreplace(const char *from, const char *to)
 static void discard(tsnap_writer *w)
 {
     if (w->file >= 0) {
+        tsnap__vfd_doom(w->file); /* so that this close cannot fail (vfd.c) */
         H5Fclose(w->file);
         H5Eclear2(H5E_DEFAULT);
         w->file = H5I_INVALID_HID;
@@ -1013,6 +1015,12 @@ int tsnap_writer_commit(tsnap_writer *w)
         if (w->state == W_FAILED)
             discard(w);
         return err;
+    }
+    /* The flush that can fail comes first: a close whose own flush fails
+     * would leave HDF5 unable to close the file (vfd.c). */
+    if (H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0) {
+        err = tsnap__h5err(TSNAP_EIO, w->path, NULL, "writing the file failed");
+        goto fail;
     }
     closed = H5Fclose(w->file);
     w->file = H5I_INVALID_HID;
