@@ -143,7 +143,8 @@ static int list_steps(const tsnap_store *s, int64_t **out, size_t *count)
         return tsnap__err(TSNAP_EIO, s->dir, NULL, "cannot list the store's directory: %s",
                           strerror(failed));
     }
-    qsort(v, n, sizeof *v, cmp_step);
+    if (n > 1)
+        qsort(v, n, sizeof *v, cmp_step);
     *out = v;
     *count = n;
     return 0;
@@ -269,7 +270,8 @@ int tsnap_store_steps(tsnap_store *s, int64_t *steps, size_t cap, size_t *count)
     TSNAP_CHECK_ARG(s != NULL && count != NULL && (cap == 0 || steps != NULL));
     if ((err = list_steps(s, &v, &n)) < 0)
         return err;
-    memcpy(steps, v, (n < cap ? n : cap) * sizeof *v);
+    if (n && cap)
+        memcpy(steps, v, (n < cap ? n : cap) * sizeof *v);
     *count = n;
     free(v);
     return 0;
