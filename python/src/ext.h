@@ -49,6 +49,14 @@ typedef enum tsnap_ext_subject {
  * returns NULL. */
 PyObject *tsnap_ext_raise(int code, tsnap_ext_subject subject);
 
+/* obj.__dlpack__() (with stream=stream unless it is None), renamed
+ * "used_dltensor" as the protocol asks, its tensor in *mt; NULL with the
+ * exception set.  tsnap_ext_dlpack_done calls the deleter, exactly once,
+ * and drops the capsule. */
+PyObject *tsnap_ext_dlpack_take(PyObject *obj, PyObject *stream, const char *name,
+                                DLManagedTensor **mt);
+void tsnap_ext_dlpack_done(PyObject *capsule, DLManagedTensor *mt);
+
 /* A tuple of n Python ints. */
 PyObject *tsnap_ext_int64_tuple(const int64_t *v, int n);
 
@@ -75,6 +83,7 @@ extern PyTypeObject tsnap_ext_WriterType;
 extern PyTypeObject tsnap_ext_ReaderType;
 extern PyTypeObject tsnap_ext_MappingType;
 extern PyTypeObject tsnap_ext_DeviceArrayType;
+extern PyTypeObject tsnap_ext_StoreType;
 
 /* A new DeviceArray of `dtype` and `shape` on CUDA `device`, its memory
  * in *data; NULL with the exception set (file and name for messages). */

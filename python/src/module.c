@@ -45,6 +45,49 @@ static PyObject *error_class(int code, tsnap_ext_subject subject)
     return error_classes[which] ? error_classes[which] : PyExc_RuntimeError;
 }
 
+PyObject *tsnap_ext_dlpack_take(PyObject *obj, PyObject *stream, const char *name,
+                                DLManagedTensor **mt)
+{
+    PyObject *capsule;
+
+    if (stream == Py_None) {
+        capsule = PyObject_CallMethod(obj, "__dlpack__", NULL);
+    } else {
+        PyObject *method = PyObject_GetAttrString(obj, "__dlpack__"), *kw, *none;
+        if (!method)
+            return NULL;
+        none = PyTuple_New(0);
+        kw = none ? Py_BuildValue("{sO}", "stream", stream) : NULL;
+        capsule = kw ? PyObject_Call(method, none, kw) : NULL;
+        Py_XDECREF(kw);
+        Py_XDECREF(none);
+        Py_DECREF(method);
+    }
+    if (!capsule)
+        return NULL;
+    *mt = PyCapsule_IsValid(capsule, "dltensor") ? PyCapsule_GetPointer(capsule, "dltensor")
+                                                 : NULL;
+    if (!*mt) {
+        Py_DECREF(capsule);
+        PyErr_Format(PyExc_TypeError,
+                     "tsnap: tensor '%s': __dlpack__() did not return a \"dltensor\" capsule",
+                     name);
+        return NULL;
+    }
+    if (PyCapsule_SetName(capsule, "used_dltensor") < 0) {
+        Py_DECREF(capsule);
+        return NULL;
+    }
+    return capsule;
+}
+
+void tsnap_ext_dlpack_done(PyObject *capsule, DLManagedTensor *mt)
+{
+    if (mt->deleter)
+        mt->deleter(mt);
+    Py_DECREF(capsule);
+}
+
 PyObject *tsnap_ext_int64_tuple(const int64_t *v, int n)
 {
     PyObject *t = PyTuple_New(n);
@@ -275,7 +318,8 @@ PyMODINIT_FUNC PyInit__core(void)
     if (!tsnap_ext_lock && !(tsnap_ext_lock = PyThread_allocate_lock()))
         return PyErr_NoMemory();
     if (PyType_Ready(&tsnap_ext_WriterType) < 0 || PyType_Ready(&tsnap_ext_ReaderType) < 0 ||
-        PyType_Ready(&tsnap_ext_MappingType) < 0 || PyType_Ready(&tsnap_ext_DeviceArrayType) < 0)
+        PyType_Ready(&tsnap_ext_MappingType) < 0 || PyType_Ready(&tsnap_ext_DeviceArrayType) < 0 ||
+        PyType_Ready(&tsnap_ext_StoreType) < 0)
         return NULL;
     m = PyModule_Create(&module_def);
     if (!m)
@@ -288,10 +332,12 @@ PyMODINIT_FUNC PyInit__core(void)
     Py_INCREF(&tsnap_ext_ReaderType);
     Py_INCREF(&tsnap_ext_MappingType);
     Py_INCREF(&tsnap_ext_DeviceArrayType);
+    Py_INCREF(&tsnap_ext_StoreType);
     if (PyModule_AddObject(m, "Writer", (PyObject *)&tsnap_ext_WriterType) < 0 ||
         PyModule_AddObject(m, "Reader", (PyObject *)&tsnap_ext_ReaderType) < 0 ||
         PyModule_AddObject(m, "Mapping", (PyObject *)&tsnap_ext_MappingType) < 0 ||
         PyModule_AddObject(m, "DeviceArray", (PyObject *)&tsnap_ext_DeviceArrayType) < 0 ||
+        PyModule_AddObject(m, "Store", (PyObject *)&tsnap_ext_StoreType) < 0 ||
         PyModule_AddStringConstant(m, "version", tsnap_version()) < 0 ||
         PyModule_AddIntConstant(m, "FORMAT_VERSION", TSNAP_FORMAT_VERSION) < 0 ||
         PyModule_AddIntConstant(m, "DEFAULT_CHUNK_BYTES", (long)TSNAP_DEFAULT_CHUNK_BYTES) < 0 ||

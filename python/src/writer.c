@@ -94,11 +94,8 @@ static PyObject *writer_put(WriterObject *self, PyObject *args)
 }
 
 /*
- * put_dlpack(name, obj, stream=None): takes obj.__dlpack__() (with
- * stream=stream when it is not None: for a CUDA tensor, the stream tsnap's
- * copies follow, which the producer orders its work before) and writes
- * the tensor it describes.  The capsule is renamed "used_dltensor" as the
- * protocol asks, and its deleter is called exactly once, after the write.
+ * put_dlpack(name, obj, stream=None): takes obj.__dlpack__() (see
+ * tsnap_ext_dlpack_take) and writes the tensor it describes.
  */
 static PyObject *writer_put_dlpack(WriterObject *self, PyObject *args)
 {
@@ -109,37 +106,10 @@ static PyObject *writer_put_dlpack(WriterObject *self, PyObject *args)
 
     if (!PyArg_ParseTuple(args, "yO|O", &name, &obj, &stream) || writer_check(self) < 0)
         return NULL;
-    if (stream == Py_None) {
-        capsule = PyObject_CallMethod(obj, "__dlpack__", NULL);
-    } else {
-        PyObject *method = PyObject_GetAttrString(obj, "__dlpack__"), *kw, *none;
-        if (!method)
-            return NULL;
-        none = PyTuple_New(0);
-        kw = none ? Py_BuildValue("{sO}", "stream", stream) : NULL;
-        capsule = kw ? PyObject_Call(method, none, kw) : NULL;
-        Py_XDECREF(kw);
-        Py_XDECREF(none);
-        Py_DECREF(method);
-    }
-    if (!capsule)
+    if (!(capsule = tsnap_ext_dlpack_take(obj, stream, name, &mt)))
         return NULL;
-    mt = PyCapsule_IsValid(capsule, "dltensor") ? PyCapsule_GetPointer(capsule, "dltensor") : NULL;
-    if (!mt) {
-        Py_DECREF(capsule);
-        PyErr_Format(PyExc_TypeError,
-                     "tsnap: tensor '%s': __dlpack__() did not return a \"dltensor\" capsule",
-                     name);
-        return NULL;
-    }
-    if (PyCapsule_SetName(capsule, "used_dltensor") < 0) {
-        Py_DECREF(capsule);
-        return NULL;
-    }
     TSNAP_EXT_CALL(err = tsnap_writer_put(self->w, name, &mt->dl_tensor));
-    if (mt->deleter)
-        mt->deleter(mt);
-    Py_DECREF(capsule);
+    tsnap_ext_dlpack_done(capsule, mt);
     if (err < 0)
         return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
     Py_RETURN_NONE;

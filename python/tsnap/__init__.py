@@ -8,9 +8,10 @@
 Files are ordinary HDF5: h5py, h5dump and HDFView read them without tsnap.
 """
 from . import _core, errors
-from .errors import CudaError, Error, FormatError, IntegrityError, NotMappableError
+from .errors import CudaError, Error, FormatError, IntegrityError, NotMappableError, StateError
 from ._file import File, Tensor, load, open, verify
 from ._save import save
+from ._store import Store
 
 DeviceArray = _core.DeviceArray
 
@@ -35,7 +36,8 @@ def set_threads(n):
     _core.set_threads(n)
 
 __all__ = [
-    "save", "load", "open", "verify", "File", "Tensor", "DeviceArray", "get_threads",
-    "set_threads",
-    "Error", "FormatError", "IntegrityError", "NotMappableError", "CudaError", "errors",
+    "save", "load", "open", "verify", "File", "Tensor", "DeviceArray", "Store",
+    "get_threads", "set_threads",
+    "Error", "FormatError", "IntegrityError", "NotMappableError", "CudaError", "StateError",
+    "errors",
 ]

@@ -90,6 +90,34 @@ def _attr(path, key, value):
     return (arr if arr.flags.c_contiguous else arr.copy(order="C")), code
 
 
+def write_options(path, compression, checksum, chunk_bytes, durable, threads):
+    """The keyword arguments of _core.Writer (and _core.Store) for these
+    save() options, checked."""
+    codec, level = _compression(path, compression)
+    if chunk_bytes is None:
+        chunk_bytes = 0
+    elif not isinstance(chunk_bytes, numbers.Integral) or chunk_bytes <= 0:
+        raise errors.ValueError(f"{path}: chunk_bytes must be a positive int, not {chunk_bytes!r}")
+    if threads is None:
+        threads = 0
+    elif (not isinstance(threads, numbers.Integral) or isinstance(threads, bool)
+          or not 1 <= threads <= 256):
+        raise errors.ValueError(f"{path}: threads must be an int in 1..256, not {threads!r}")
+    return dict(codec=codec, level=level, chunk_bytes=int(chunk_bytes), checksum=bool(checksum),
+                durable=bool(durable), threads=int(threads))
+
+
+def snapshot_items(path, tensors, attrs):
+    """The tensors as (name, kind, value, code) and the attributes as
+    (key, value, code), every one checked before anything is written."""
+    if not isinstance(tensors, collections.abc.Mapping):
+        raise errors.TypeError(f"{path}: tensors must be a mapping of names to arrays,"
+                               f" not {type(tensors).__name__}")
+    items = [(name, *_tensor(path, name, value)) for name, value in tensors.items()]
+    root = [(key, *_attr(path, key, value)) for key, value in (attrs or {}).items()]
+    return items, root
+
+
 def save(path, tensors, *, attrs=None, compression=None, checksum=True, chunk_bytes=None,
          durable=True, threads=None):
     """Writes `tensors` (a mapping of names to arrays) as one snapshot file.
@@ -107,24 +135,9 @@ def save(path, tensors, *, attrs=None, compression=None, checksum=True, chunk_by
     is its directory.  An existing file under `path` is replaced.
     """
     path = os.fsdecode(os.fspath(path))
-    if not isinstance(tensors, collections.abc.Mapping):
-        raise errors.TypeError(f"{path}: tensors must be a mapping of names to arrays,"
-                               f" not {type(tensors).__name__}")
-    codec, level = _compression(path, compression)
-    if chunk_bytes is None:
-        chunk_bytes = 0
-    elif not isinstance(chunk_bytes, numbers.Integral) or chunk_bytes <= 0:
-        raise errors.ValueError(f"{path}: chunk_bytes must be a positive int, not {chunk_bytes!r}")
-    if threads is None:
-        threads = 0
-    elif (not isinstance(threads, numbers.Integral) or isinstance(threads, bool)
-          or not 1 <= threads <= 256):
-        raise errors.ValueError(f"{path}: threads must be an int in 1..256, not {threads!r}")
-    items = [(name, *_tensor(path, name, value)) for name, value in tensors.items()]
-    root = [(key, *_attr(path, key, value)) for key, value in (attrs or {}).items()]
-
-    writer = _core.Writer(path, codec=codec, level=level, chunk_bytes=int(chunk_bytes),
-                          checksum=bool(checksum), durable=bool(durable), threads=int(threads))
+    options = write_options(path, compression, checksum, chunk_bytes, durable, threads)
+    items, root = snapshot_items(path, tensors, attrs)
+    writer = _core.Writer(path, **options)
     try:
         for name, kind, value, code in items:
             if kind == "array":

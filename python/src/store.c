@@ -1,0 +1,260 @@
+/*
+ * store.c - tsnap._core.Store: the C store (tsnap_store_*) for tsnap.Store.
+ */
+#include "ext.h"
+
+typedef struct {
+    PyObject_HEAD
+    tsnap_store *s;
+} StoreObject;
+
+static void store_release(StoreObject *self)
+{
+    tsnap_store *s = self->s;
+    self->s = NULL;
+    if (s)
+        TSNAP_EXT_CALL(tsnap_store_free(s)); /* waits for the background saves */
+}
+
+/* Store(directory, writable=True, keep_last=0, staging_bytes=0, codec=0,
+ *       level=0, chunk_bytes=0, checksum=True, durable=True, threads=0) */
+static int store_init(StoreObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"directory", "writable", "keep_last", "staging_bytes", "codec",
+                             "level", "chunk_bytes", "checksum", "durable", "threads", NULL};
+    tsnap_store_options o = TSNAP_STORE_OPTIONS_INIT;
+    PyObject *dir = NULL;
+    int codec = TSNAP_CODEC_NONE, err;
+    Py_ssize_t staging = 0, chunk_bytes = 0;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&|piniinppi", kwlist, PyUnicode_FSConverter,
+                                     &dir, &o.writable, &o.keep_last, &staging, &codec,
+                                     &o.write.level, &chunk_bytes, &o.write.checksum,
+                                     &o.write.durable, &o.write.threads))
+        return -1;
+    if (staging < 0 || chunk_bytes < 0) {
+        Py_DECREF(dir);
+        PyErr_SetString(PyExc_ValueError, "sizes must not be negative");
+        return -1;
+    }
+    o.staging_bytes = (size_t)staging;
+    o.write.codec = (tsnap_codec)codec;
+    o.write.chunk_bytes = (size_t)chunk_bytes;
+    store_release(self);
+    TSNAP_EXT_CALL(err = tsnap_store_open(&self->s, PyBytes_AS_STRING(dir), &o));
+    Py_DECREF(dir);
+    if (err < 0) {
+        tsnap_ext_raise(err, TSNAP_EXT_FILE);
+        return -1;
+    }
+    return 0;
+}
+
+static void store_dealloc(StoreObject *self)
+{
+    store_release(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int store_check(StoreObject *self)
+{
+    if (self->s)
+        return 0;
+    PyErr_SetString(PyExc_ValueError, "tsnap: the store is closed");
+    return -1;
+}
+
+/* steps() -> [int, ...] ascending */
+static PyObject *store_steps(StoreObject *self, PyObject *unused)
+{
+    size_t n = 0, cap = 0;
+    int64_t *v = NULL;
+    int err;
+
+    (void)unused;
+    if (store_check(self) < 0)
+        return NULL;
+    /* Steps may appear between the two calls: size again until it fits. */
+    for (;;) {
+        TSNAP_EXT_CALL(err = tsnap_store_steps(self->s, v, cap, &n));
+        if (err < 0) {
+            PyMem_Free(v);
+            return tsnap_ext_raise(err, TSNAP_EXT_FILE);
+        }
+        if (n <= cap)
+            break;
+        PyMem_Free(v);
+        cap = n + 16;
+        if (!(v = PyMem_Malloc(cap * sizeof *v)))
+            return PyErr_NoMemory();
+    }
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; list && i < n; i++) {
+        PyObject *x = PyLong_FromLongLong(v[i]);
+        if (!x) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, x);
+    }
+    PyMem_Free(v);
+    return list;
+}
+
+/* path(step) -> bytes */
+static PyObject *store_path(StoreObject *self, PyObject *args)
+{
+    long long step;
+    char buf[4096];
+    int err;
+
+    if (!PyArg_ParseTuple(args, "L", &step) || store_check(self) < 0)
+        return NULL;
+    if ((err = tsnap_store_path(self->s, step, buf, sizeof buf)) < 0)
+        return tsnap_ext_raise(err, TSNAP_EXT_FILE);
+    return PyBytes_FromString(buf);
+}
+
+/*
+ * save(step, tensors, attrs, wait): tensors a list of (name bytes, kind,
+ * value, code, stream) with kind "array" (value a native ndarray of dtype
+ * code) or "dlpack" (value an object with __dlpack__, asked with stream);
+ * attrs a list of (key bytes, value, code), value a str or an ndarray.
+ */
+static PyObject *store_save(StoreObject *self, PyObject *args)
+{
+    long long step;
+    PyObject *items, *attr_items, *seq = NULL, *aseq = NULL, *ret = NULL;
+    int wait, err = 0;
+    Py_ssize_t n = 0, na = 0, taken = 0;
+    const char **names = NULL;
+    DLTensor *ts = NULL, *avals = NULL;
+    int64_t(*dims)[2][TSNAP_MAX_NDIM] = NULL;
+    PyObject **capsules = NULL;
+    DLManagedTensor **mts = NULL;
+    tsnap_store_attr *attrs = NULL;
+
+    if (!PyArg_ParseTuple(args, "LOOp", &step, &items, &attr_items, &wait) ||
+        store_check(self) < 0)
+        return NULL;
+    if (!(seq = PySequence_Fast(items, "tensors must be a list")) ||
+        !(aseq = PySequence_Fast(attr_items, "attrs must be a list")))
+        goto done;
+    n = PySequence_Fast_GET_SIZE(seq);
+    na = PySequence_Fast_GET_SIZE(aseq);
+    names = PyMem_Calloc((size_t)n + 1, sizeof *names);
+    ts = PyMem_Calloc((size_t)n + 1, sizeof *ts);
+    dims = PyMem_Calloc((size_t)(n + na) + 1, sizeof *dims);
+    capsules = PyMem_Calloc((size_t)n + 1, sizeof *capsules);
+    mts = PyMem_Calloc((size_t)n + 1, sizeof *mts);
+    attrs = PyMem_Calloc((size_t)na + 1, sizeof *attrs);
+    avals = PyMem_Calloc((size_t)na + 1, sizeof *avals);
+    if (!names || !ts || !dims || !capsules || !mts || !attrs || !avals) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++, taken++) {
+        const char *name, *kind;
+        PyObject *value, *stream;
+        int code;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "ysOiO", &name, &kind, &value,
+                              &code, &stream))
+            goto done;
+        names[i] = name;
+        if (strcmp(kind, "array") == 0) {
+            if (!PyArray_Check(value)) {
+                PyErr_SetString(PyExc_TypeError, "an \"array\" tensor must be an ndarray");
+                goto done;
+            }
+            if (tsnap_ext_dltensor((PyArrayObject *)value, (tsnap_dtype)code, &ts[i], dims[i][0],
+                                   dims[i][1]) < 0)
+                goto done;
+        } else {
+            if (!(capsules[i] = tsnap_ext_dlpack_take(value, stream, name, &mts[i])))
+                goto done;
+            ts[i] = mts[i]->dl_tensor;
+        }
+    }
+    for (Py_ssize_t i = 0; i < na; i++) {
+        PyObject *value;
+        int code;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(aseq, i), "yOi", &attrs[i].key, &value,
+                              &code))
+            goto done;
+        if (PyUnicode_Check(value)) {
+            if (!(attrs[i].string = PyUnicode_AsUTF8(value)))
+                goto done;
+        } else if (PyArray_Check(value)) {
+            if (tsnap_ext_dltensor((PyArrayObject *)value, (tsnap_dtype)code, &avals[i],
+                                   dims[n + i][0], dims[n + i][1]) < 0)
+                goto done;
+            attrs[i].value = &avals[i];
+        } else {
+            PyErr_SetString(PyExc_TypeError, "an attribute is a str or an ndarray");
+            goto done;
+        }
+    }
+    /* The argument tuple keeps every array alive while the GIL is released;
+     * with wait=False the call returns once they are copied. */
+    TSNAP_EXT_CALL(err = tsnap_store_save(self->s, step, names, ts, (size_t)n, attrs,
+                                          (size_t)na, wait));
+    if (err < 0)
+        tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+    else
+        ret = Py_NewRef(Py_None);
+done:
+    for (Py_ssize_t i = 0; capsules && i < taken; i++)
+        if (capsules[i])
+            tsnap_ext_dlpack_done(capsules[i], mts[i]);
+    PyMem_Free(names);
+    PyMem_Free(ts);
+    PyMem_Free(dims);
+    PyMem_Free(capsules);
+    PyMem_Free(mts);
+    PyMem_Free(attrs);
+    PyMem_Free(avals);
+    Py_XDECREF(seq);
+    Py_XDECREF(aseq);
+    return ret;
+}
+
+static PyObject *store_wait(StoreObject *self, PyObject *unused)
+{
+    int err;
+    (void)unused;
+    if (store_check(self) < 0)
+        return NULL;
+    TSNAP_EXT_CALL(err = tsnap_store_wait(self->s));
+    if (err < 0)
+        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+    Py_RETURN_NONE;
+}
+
+static PyObject *store_close(StoreObject *self, PyObject *unused)
+{
+    (void)unused;
+    store_release(self);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef store_methods[] = {
+    {"steps", (PyCFunction)store_steps, METH_NOARGS, "steps() -> [int, ...], ascending"},
+    {"path", (PyCFunction)store_path, METH_VARARGS, "path(step) -> bytes"},
+    {"save", (PyCFunction)store_save, METH_VARARGS, "save(step, tensors, attrs, wait)"},
+    {"wait", (PyCFunction)store_wait, METH_NOARGS, "wait(): the background saves"},
+    {"close", (PyCFunction)store_close, METH_NOARGS, "close(): waits, then releases the lock"},
+    {NULL, NULL, 0, NULL},
+};
+
+PyTypeObject tsnap_ext_StoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tsnap._core.Store",
+    .tp_basicsize = sizeof(StoreObject),
+    .tp_dealloc = (destructor)store_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Store(directory, writable=True, keep_last=0, staging_bytes=0, codec=0, level=0, "
+              "chunk_bytes=0, checksum=True, durable=True, threads=0)",
+    .tp_methods = store_methods,
+    .tp_init = (initproc)store_init,
+    .tp_new = PyType_GenericNew,
+};
