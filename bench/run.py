@@ -37,6 +37,10 @@ from repeat to repeat; the table gives the median):
            peers as references.
   small    10,000 tensors of 4 KiB (float32, 1024 elements, fresh random):
            save all into one file (page cache), load all.
+  store    a 1 GiB float32 state saved into a tsnap.Store every repeat: how long
+           save(wait=False) keeps the caller waiting (until it may change its
+           arrays; the background write is then waited for, untimed), against
+           a memcpy of the same bytes, and a waiting save (page cache).
   mapopen  latency of a mapped open of a 1 MiB and a 1 GiB tensor: the time
            from the call to having the array, opening the file included
            (200 repeats, median in microseconds).  It must not grow with size.
@@ -110,7 +114,7 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FAMILIES = ("tsnap", "numpy", "h5py", "safetensors", "zarr", "memcpy", "raw")
-WORKLOADS = ("big", "smooth", "small", "mapopen")
+WORKLOADS = ("big", "smooth", "small", "mapopen", "store")
 MiB = 1 << 20
 GiB = 1 << 30
 
@@ -448,12 +452,12 @@ def many_raw_read(path, outs):
 # The registry: subjects (one system's file) and their timed operations.
 
 SAVE_OPS = ("save", "save durable")
-OP_ORDER = ("save", "save durable", "memcpy", "load", "mmap open", "mmap + copy")
+OP_ORDER = ("save", "save durable", "store save", "memcpy", "load", "mmap open", "mmap + copy")
 
 
 @dataclass
 class Op:
-    op: str                          # one of OP_ORDER
+    op: str                          # one of OP_ORDER ("store save": into an open tsnap.Store)
     call: str                        # what is called, as the table shows it
     fn: Callable[[], Any]            # the timed call: returns what it loaded, or None
     check: Callable[[Any], bool]     # untimed, on the first result: did it round-trip?
@@ -917,8 +921,46 @@ def mapopen_sections(d, args, rng):
         yield mapopen_section(d, nbytes, args.map_repeat, rng)
 
 
+def store_sections(d, args, rng):
+    shape = (1024, 1024) if args.quick else (16384, 16384)
+    a = rng.standard_normal(shape, dtype=np.float32)
+    t = OneTensor(d, a, prefaulted(shape), chunks=None, durable=False, mapped=False)
+    store = tsnap.Store(d / "store", keep_last=2, durable=False)
+    step = [0]
+
+    def save(wait):
+        step[0] += 1
+        store.save(step[0], {"state": a}, wait=wait)
+
+    def settle():  # untimed: the background write of the previous save
+        store.wait()
+
+    def check(_):
+        store.wait()
+        return same(store.load(name="state"), a)
+
+    blocked = "Store.save(wait=False): blocked until the arrays may change"
+    subjects = [
+        memcpy_subject(t),
+        Subject("tsnap", "store", [
+            Op("store save", blocked, lambda: save(False), check, poison=settle),
+            Op("store save", "Store.save(wait=True) (durable=False)", lambda: save(True), check,
+               poison=settle)]),
+    ]
+    sec = Section("store", f"{fmt_bytes(a.nbytes)} float32 state {shape} into a tsnap.Store",
+                  a.nbytes, args.repeat, subjects)
+    sec.key_ratios = [
+        ("save(wait=False) blocked time vs memcpy (target >= 0.83, i.e. <= 1.2x)",
+         row_id("store save", "tsnap", "store", blocked), row_id("memcpy", "memcpy", "default")),
+    ]
+    try:
+        yield sec
+    finally:
+        store.close()
+
+
 SECTIONS = {"big": big_sections, "smooth": smooth_sections, "small": small_sections,
-            "mapopen": mapopen_sections}
+            "mapopen": mapopen_sections, "store": store_sections}
 
 
 # ---------------------------------------------------------------------------

@@ -40,6 +40,7 @@ typedef struct staged {
     DLTensor t;
     int64_t shape[TSNAP_MAX_NDIM];
     void *heap;        /* the bytes, for host tensors */
+    size_t heap_cap;
     tsnap_stage stage; /* for CUDA tensors: its pinned copy */
     bool device;
 } staged;
@@ -68,6 +69,13 @@ struct tsnap_store {
     size_t staged_bytes; /* held by queued and running jobs */
     int bg_err;
     char bg_msg[1024];
+    /* staging buffers kept for the next save: touching fresh memory costs
+     * a page fault per page, more than the copy itself */
+    struct spare {
+        void *p;
+        size_t cap;
+    } spare[16];
+    size_t spare_bytes;
 };
 
 /* The step a file name stands for, or -1: exactly the name
@@ -252,6 +260,8 @@ void tsnap_store_free(tsnap_store *s)
     pthread_mutex_unlock(&s->mu);
     if (s->started)
         pthread_join(s->thread, NULL);
+    for (int i = 0; i < 16; i++)
+        free(s->spare[i].p);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     if (s->lock_fd >= 0)
@@ -395,23 +405,65 @@ static int write_step(tsnap_store *s, int64_t step, const char *const *names,
     return err;
 }
 
-static void staged_free(staged *list, size_t n)
+/* A staging buffer of at least `size` bytes: a kept one, or a new one. */
+static void *staging_get(tsnap_store *s, size_t size, size_t *cap)
+{
+    int best = -1;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < 16; i++)
+        if (s->spare[i].p && s->spare[i].cap >= size &&
+            (best < 0 || s->spare[i].cap < s->spare[best].cap))
+            best = i;
+    if (best >= 0) {
+        void *p = s->spare[best].p;
+        *cap = s->spare[best].cap;
+        s->spare[best].p = NULL;
+        s->spare_bytes -= *cap;
+        pthread_mutex_unlock(&s->mu);
+        return p;
+    }
+    pthread_mutex_unlock(&s->mu);
+    *cap = size;
+    return malloc(size);
+}
+
+/* Keeps the buffer for the next save while the spares stay within the
+ * staging budget; frees it otherwise. */
+static void staging_put(tsnap_store *s, void *p, size_t cap)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&s->mu);
+    if (s->spare_bytes + cap <= s->opts.staging_bytes)
+        for (int i = 0; i < 16; i++)
+            if (!s->spare[i].p) {
+                s->spare[i].p = p;
+                s->spare[i].cap = cap;
+                s->spare_bytes += cap;
+                pthread_mutex_unlock(&s->mu);
+                return;
+            }
+    pthread_mutex_unlock(&s->mu);
+    free(p);
+}
+
+static void staged_free(tsnap_store *s, staged *list, size_t n)
 {
     for (size_t i = 0; list && i < n; i++) {
         if (list[i].device)
             tsnap__stage_close(&list[i].stage);
-        free(list[i].heap);
+        staging_put(s, list[i].heap, list[i].heap_cap);
         free(list[i].name);
     }
     free(list);
 }
 
-static void job_free(job *j)
+static void job_free(tsnap_store *s, job *j)
 {
     if (!j)
         return;
-    staged_free(j->tensors, j->n);
-    staged_free(j->attrs, j->nattrs);
+    staged_free(s, j->tensors, j->n);
+    staged_free(s, j->attrs, j->nattrs);
     for (size_t i = 0; j->strings && i < j->nattrs; i++)
         free(j->strings[i]);
     free(j->strings);
@@ -464,7 +516,7 @@ static void *background(void *arg)
         char msg[sizeof s->bg_msg];
         snprintf(msg, sizeof msg, "%s", err < 0 ? tsnap_errmsg() : "");
         size_t bytes = j->bytes;
-        job_free(j);
+        job_free(s, j);
         pthread_mutex_lock(&s->mu);
         s->staged_bytes -= bytes;
         s->busy = false;
@@ -522,7 +574,7 @@ static int stage_tensor(tsnap_store *s, const char *name, const DLTensor *t, sta
         out->t.data = out->stage.slot[0].host;
         return 0;
     }
-    if (!(out->heap = malloc(v.nbytes ? (size_t)v.nbytes : 1)))
+    if (!(out->heap = staging_get(s, v.nbytes ? (size_t)v.nbytes : 1, &out->heap_cap)))
         return tsnap__err(TSNAP_ENOMEM, s->dir, name, "out of memory for %llu bytes of staging",
                           (unsigned long long)v.nbytes);
     if (v.nelems > 0)
@@ -624,7 +676,7 @@ int tsnap_store_save(tsnap_store *s, int64_t step, const char *const *names,
     pthread_mutex_unlock(&s->mu);
     return 0;
 fail:
-    job_free(j);
+    job_free(s, j);
     pthread_mutex_lock(&s->mu);
     s->staged_bytes -= (size_t)bytes;
     pthread_cond_broadcast(&s->cv);
