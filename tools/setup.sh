@@ -203,6 +203,24 @@ run_demo() {
     mkdir -p "$out"
     "$BUILD/examples/every_dtype" "$out/every_dtype.h5"
     note "the snapshot is $out/every_dtype.h5; h5dump -A shows its attributes"
+
+    step "demo: a simulation that checkpoints, is killed, restarts, and is analysed"
+    local run="$out/heat" pid
+    rm -rf "$run"
+    "$BUILD/examples/heat" "$run" --size 512 --steps 3000 --every 100 &
+    pid=$!
+    sleep 1
+    if kill -KILL "$pid" 2>/dev/null; then
+        note "killed the simulation part way (pid $pid)"
+    else
+        note "the simulation finished before the kill"
+    fi
+    wait "$pid" 2>/dev/null || true
+    note "checkpoints on disk: $(ls "$run" | wc -l)"
+    "$BUILD/examples/heat" "$run" --size 512 --steps 3000 --every 100
+    PYTHONPATH="$BUILD/python" "$VENV/bin/python" "$ROOT/examples/analyse_heat.py" \
+        "$run" "$out/heat.png"
+    note "the plot is $out/heat.png"
 }
 
 # ------------------------------------------------------------------- main
