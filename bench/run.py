@@ -104,6 +104,7 @@ import mmap  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -940,18 +941,38 @@ def store_sections(d, args, rng):
         return same(store.load(name="state"), a)
 
     blocked = "Store.save(wait=False): blocked until the arrays may change"
+    heat = REPO / "build" / "examples" / "heat"
+    size, steps = (128, 200) if args.quick else (1024, 1000)
+
+    def demo(every):
+        """The simulation of examples/heat.c, checkpointing every `every` steps."""
+        run_dir = d / f"heat-{every}"
+        remove(run_dir)
+        subprocess.run([str(heat), str(run_dir), "--size", str(size), "--steps", str(steps),
+                        "--every", str(every)], check=True, capture_output=True)
+        remove(run_dir)
+
     subjects = [
         memcpy_subject(t),
         Subject("tsnap", "store", [
             Op("store save", blocked, lambda: save(False), check, poison=settle),
             Op("store save", "Store.save(wait=True) (durable=False)", lambda: save(True), check,
                poison=settle)]),
+        Subject("tsnap", "demo", [
+            Op("store save", f"examples/heat {size}x{size}, {steps} steps, a checkpoint every 50",
+               lambda: demo(50), lambda _: True),
+            Op("store save", f"examples/heat {size}x{size}, {steps} steps, no checkpoints",
+               lambda: demo(0), lambda _: True)],
+            unavailable=None if heat.exists() else f"{heat} is not built"),
     ]
     sec = Section("store", f"{fmt_bytes(a.nbytes)} float32 state {shape} into a tsnap.Store",
                   a.nbytes, args.repeat, subjects)
     sec.key_ratios = [
         ("save(wait=False) blocked time vs memcpy (target >= 0.83, i.e. <= 1.2x)",
          row_id("store save", "tsnap", "store", blocked), row_id("memcpy", "memcpy", "default")),
+        ("the demo with checkpoints vs without (1 / slowdown)",
+         row_id("store save", "tsnap", "demo", f"examples/heat {size}x{size}, {steps} steps, a c"),
+         row_id("store save", "tsnap", "demo", f"examples/heat {size}x{size}, {steps} steps, no")),
     ]
     try:
         yield sec
