@@ -276,6 +276,16 @@ int tsnap__stage_store(tsnap_stage *st, unsigned i, const tsnap_view *v, uint64_
     return stage_move(st, i, v, first, n, false);
 }
 
+int tsnap__stage_whole(tsnap_stage *st, const tsnap_view *v, void *caller_stream,
+                       const char *file, const char *name)
+{
+    int err = tsnap__stage_open(st, v->device, caller_stream, 1, (size_t)v->nbytes,
+                                !v->contiguous, file, name);
+    if (err == 0 && (err = tsnap__stage_fetch(st, 0, v, 0, v->nelems)) < 0)
+        tsnap__stage_close(st);
+    return err;
+}
+
 int tsnap__stage_wait(tsnap_stage *st, unsigned i)
 {
     struct tsnap_stage_slot *sl = &st->slot[i];

@@ -372,6 +372,10 @@ int tsnap__stage_store(tsnap_stage *st, unsigned i, const tsnap_view *v, uint64_
                        uint64_t n);
 /* Waits until slot `i`'s queued copy is done (any thread). */
 int tsnap__stage_wait(tsnap_stage *st, unsigned i);
+/* A one-slot staging of all of device view `v`, its copy to the host
+ * queued (wait for slot 0); on failure nothing is left open. */
+int tsnap__stage_whole(tsnap_stage *st, const tsnap_view *v, void *caller_stream,
+                       const char *file, const char *name);
 
 /* ---- writer.c, for the store ---------------------------------------- */
 

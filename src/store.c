@@ -564,12 +564,10 @@ static int stage_tensor(tsnap_store *s, const char *name, const DLTensor *t, sta
     tsnap_dtype_to_dlpack(&out->t.dtype, v.dtype);
     if (v.device >= 0 && v.nelems > 0) {
         /* from the device, through pinned memory kept until written */
-        if ((err = tsnap__stage_open(&out->stage, v.device, NULL, 1, (size_t)v.nbytes,
-                                     !v.contiguous, s->dir, out->name)) < 0)
+        if ((err = tsnap__stage_whole(&out->stage, &v, NULL, s->dir, out->name)) < 0)
             return err;
         out->device = true;
-        if ((err = tsnap__stage_fetch(&out->stage, 0, &v, 0, v.nelems)) < 0 ||
-            (err = tsnap__stage_wait(&out->stage, 0)) < 0)
+        if ((err = tsnap__stage_wait(&out->stage, 0)) < 0)
             return err;
         out->t.data = out->stage.slot[0].host;
         return 0;

@@ -606,11 +606,9 @@ static int scalar_bytes(tsnap_writer *w, const char *name, const tsnap_view *v, 
         tsnap__gather(v, 0, 1, one);
         return 0;
     }
-    if ((err = tsnap__stage_open(&stage, v->device, stream, 1, v->itemsize, false, w->path,
-                                 name)) < 0)
+    if ((err = tsnap__stage_whole(&stage, v, stream, w->path, name)) < 0)
         return err;
-    if ((err = tsnap__stage_fetch(&stage, 0, v, 0, 1)) == 0 &&
-        (err = tsnap__stage_wait(&stage, 0)) == 0)
+    if ((err = tsnap__stage_wait(&stage, 0)) == 0)
         memcpy(one, stage.slot[0].host, v->itemsize);
     tsnap__stage_close(&stage);
     return err;
@@ -733,10 +731,7 @@ int tsnap_writer_put_async(tsnap_writer *w, const char *name, const DLTensor *te
         return tsnap__err(TSNAP_ENOMEM, w->path, name, "out of memory");
     p->v = v;
     /* The name lives in the writer: the staging's messages may outlive the call. */
-    if ((err = tsnap__stage_open(&p->stage, v.device, cuda_stream, 1, (size_t)v.nbytes,
-                                 !v.contiguous, w->path, p->name)) < 0 ||
-        (err = tsnap__stage_fetch(&p->stage, 0, &v, 0, v.nelems)) < 0) {
-        tsnap__stage_close(&p->stage);
+    if ((err = tsnap__stage_whole(&p->stage, &v, cuda_stream, w->path, p->name)) < 0) {
         free(p->name);
         return err;
     }
