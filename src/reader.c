@@ -891,6 +891,28 @@ static int read_to_device(tsnap_reader *r, const char *name, int ndim, const sel
     return err;
 }
 
+/* One pass over selection `s` of `t`: into `dst` and into `hash`, either
+ * of which may be NULL; both in one read of the data where the layout
+ * allows it. */
+static int data_pass(tsnap_reader *r, tensor *t, const selection *s,
+                     const tsnap_tensor_info *info, const tsnap_view *dst, XXH3_state_t *hash,
+                     int threads)
+{
+    int err = 0;
+    if (s->whole && is_flat(info))
+        return tsnap__read_flat(t, r->fd, info->offset, dst, hash, threads);
+    if (tsnap__chunks_decodable(t) && (!hash || chunks_are_ranges(t)))
+        return tsnap__read_chunks(t, s, dst, hash, threads);
+    if (dst)
+        err = dst->contiguous ? read_contiguous(r, t, s, dst->base)
+                              : read_blocks(r, t, s, scatter_block, (void *)dst);
+    if (hash && err == 0) { /* chunks that are not ranges: a pass in C order */
+        void *ctx[2] = {hash, t};
+        err = read_blocks(r, t, s, hash_block, ctx);
+    }
+    return err;
+}
+
 /* Reads a selection into `dst`; with `verify` (a whole read), also checks
  * the recorded checksum on the way, in the same pass over the data where
  * the layout allows it. */
@@ -952,25 +974,12 @@ static int read_tensor(tsnap_reader *r, const char *name, const int64_t *start,
             threads = 1;
     if (!info)
         info = described(r, &t);
-    if (s.whole && is_flat(info)) {
-        err = tsnap__read_flat(&t, r->fd, info->offset, &v, hash, threads);
-        goto checked;
-    }
-    if (t.dset < 0 && ((err = tensor_open(r, name, &t)) < 0 ||
-                       (err = make_selection(r, &t, start, count, step, &s)) < 0))
+    /* Only a flat whole read goes without the dataset open. */
+    if (!(s.whole && is_flat(info)) && t.dset < 0 &&
+        ((err = tensor_open(r, name, &t)) < 0 ||
+         (err = make_selection(r, &t, start, count, step, &s)) < 0))
         goto done;
-    if (tsnap__chunks_decodable(&t) && (!hash || chunks_are_ranges(&t))) {
-        err = tsnap__read_chunks(&t, &s, &v, hash, threads);
-        goto checked;
-    }
-    if (v.contiguous)
-        err = read_contiguous(r, &t, &s, v.base);
-    else
-        err = read_blocks(r, &t, &s, scatter_block, &v);
-    if (hash && err == 0) { /* chunks that are not ranges: a second pass, in C order */
-        void *ctx[2] = {hash, &t};
-        err = read_blocks(r, &t, &s, hash_block, ctx);
-    }
+    err = data_pass(r, &t, &s, info, &v, hash, threads);
 checked:
     if (hash)
         err = checksum_end(r, name, hash, recorded, err);
@@ -1018,16 +1027,8 @@ static int verify_one(tsnap_reader *r, const char *name)
     if ((err = checksum_begin(r, &t, &recorded, &hash)) < 0 || !recorded ||
         (err = make_selection(r, &t, NULL, NULL, NULL, &s)) < 0)
         goto done;
-    void *ctx[2] = {hash, &t};
-    const tsnap_tensor_info *info = described(r, &t);
-    if (s.nelems == 0)
-        err = 0;
-    else if (is_flat(info))
-        err = tsnap__read_flat(&t, r->fd, info->offset, NULL, hash, tsnap_threads());
-    else if (tsnap__chunks_decodable(&t) && chunks_are_ranges(&t))
-        err = tsnap__read_chunks(&t, &s, NULL, hash, tsnap_threads());
-    else
-        err = read_blocks(r, &t, &s, hash_block, ctx);
+    if (s.nelems > 0)
+        err = data_pass(r, &t, &s, described(r, &t), NULL, hash, tsnap_threads());
     err = checksum_end(r, name, hash, recorded, err);
 done:
     XXH3_freeState(hash);
