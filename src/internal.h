@@ -86,6 +86,10 @@ typedef struct tsnap_view {
  * only device.c touches. `file`/`name` are for messages. */
 int tsnap__view_init(tsnap_view *v, const DLTensor *t, const char *file, const char *name);
 
+/* A C-contiguous tensor of `dtype` and `shape` (which it points to) at
+ * `data` in host memory. */
+DLTensor tsnap__host_tensor(void *data, tsnap_dtype dtype, int ndim, int64_t *shape);
+
 /* The same, refusing memory the CPU cannot read (attribute values). */
 int tsnap__view_init_host(tsnap_view *v, const DLTensor *t, const char *file, const char *name);
 

@@ -125,6 +125,18 @@ int tsnap__view_init(tsnap_view *v, const DLTensor *t, const char *file, const c
     return 0;
 }
 
+DLTensor tsnap__host_tensor(void *data, tsnap_dtype dtype, int ndim, int64_t *shape)
+{
+    DLTensor t;
+    memset(&t, 0, sizeof t);
+    t.data = data;
+    t.device.device_type = kDLCPU;
+    t.ndim = ndim;
+    t.shape = shape;
+    tsnap_dtype_to_dlpack(&t.dtype, dtype);
+    return t;
+}
+
 int tsnap__view_init_host(tsnap_view *v, const DLTensor *t, const char *file, const char *name)
 {
     int err = tsnap__view_init(v, t, file, name);

@@ -855,12 +855,7 @@ static int read_to_device(tsnap_reader *r, const char *name, int ndim, const sel
     if ((err = tsnap__stage_open(&stage, v->device, stream, 2, bytes, !v->contiguous, r->path,
                                  name)) < 0)
         return err;
-    DLTensor host;
-    memset(&host, 0, sizeof host);
-    host.device.device_type = kDLCPU;
-    host.ndim = ndim;
-    host.shape = count;
-    tsnap_dtype_to_dlpack(&host.dtype, v->dtype);
+    DLTensor host = tsnap__host_tensor(NULL, v->dtype, ndim, count);
     for (uint64_t i = 0; i < outer * slabs_per_outer && err == 0; i++) {
         unsigned slot = (unsigned)(i % 2);
         uint64_t o = i / slabs_per_outer, r0 = (i % slabs_per_outer) * rows;

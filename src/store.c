@@ -333,13 +333,7 @@ int tsnap_store_begin(tsnap_store *s, int64_t step, tsnap_writer **w)
     o.overwrite = 0; /* a committed step is never replaced */
     if ((err = tsnap_writer_create(w, path, &o)) < 0)
         return err;
-    int64_t shape0[1];
-    DLTensor t;
-    memset(&t, 0, sizeof t);
-    t.data = &step;
-    t.device.device_type = kDLCPU;
-    t.shape = shape0;
-    tsnap_dtype_to_dlpack(&t.dtype, TSNAP_INT64);
+    DLTensor t = tsnap__host_tensor(&step, TSNAP_INT64, 0, NULL);
     if ((err = tsnap_writer_set_attr(*w, NULL, "step", &t)) < 0) {
         tsnap_writer_free(*w);
         *w = NULL;
@@ -558,10 +552,7 @@ static int stage_tensor(tsnap_store *s, const char *name, const DLTensor *t, sta
     if (!(out->name = strdup(name)))
         return tsnap__err(TSNAP_ENOMEM, s->dir, name, "out of memory");
     memcpy(out->shape, v.shape, (size_t)v.ndim * sizeof *v.shape);
-    out->t.device.device_type = kDLCPU;
-    out->t.ndim = v.ndim;
-    out->t.shape = out->shape;
-    tsnap_dtype_to_dlpack(&out->t.dtype, v.dtype);
+    out->t = tsnap__host_tensor(NULL, v.dtype, v.ndim, out->shape);
     if (v.device >= 0 && v.nelems > 0) {
         /* from the device, through pinned memory kept until written */
         if ((err = tsnap__stage_whole(&out->stage, &v, NULL, s->dir, out->name)) < 0)

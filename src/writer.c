@@ -775,13 +775,7 @@ static int pending_write(tsnap_writer *w)
     w->npending = 0; /* their names are no longer taken by the list */
     for (size_t i = 0; i < n && err == 0; i++) {
         struct pending *p = &list[i];
-        DLTensor t;
-        memset(&t, 0, sizeof t);
-        t.data = p->stage.slot[0].host;
-        t.device.device_type = kDLCPU;
-        t.ndim = p->v.ndim;
-        t.shape = p->v.shape;
-        tsnap_dtype_to_dlpack(&t.dtype, p->v.dtype);
+        DLTensor t = tsnap__host_tensor(p->stage.slot[0].host, p->v.dtype, p->v.ndim, p->v.shape);
         if ((err = tsnap__stage_wait(&p->stage, 0)) == 0)
             err = tsnap_writer_put(w, p->name, &t);
         if (err < 0)
