@@ -157,6 +157,11 @@ run_pytest() {
         TSNAP_TESTIO=$(cat "$testio_path")
         export TSNAP_TESTIO
     fi
+    # ... and run this build's `tsnap` command.
+    if [ -x "$BUILD/tools/tsnap" ]; then
+        TSNAP_CLI=$BUILD/tools/tsnap
+        export TSNAP_CLI
+    fi
     # `import tsnap` finds this build's package (build/python/tsnap).
     PYTHONPATH="$BUILD/python${PYTHONPATH:+:$PYTHONPATH}" \
         "$VENV/bin/python" -m pytest -ra "$ROOT/tests/python" || rc=$?
@@ -193,6 +198,16 @@ run_ctest_sanitized() {
         fail "sanitizer reports in passing tests (full output: ${logs[*]})" || return 1
     fi
     note "none"
+}
+
+# The `tsnap` command's tests again, against the sanitizer build's binary
+# (its tests call it as a child process, so a report shows in its stderr,
+# which tests/python/clihelpers.py checks).
+run_pytest_cli_sanitized() {
+    step "pytest tests/python/test_cli_*.py with build-asan/tools/tsnap"
+    TSNAP_CLI=$BUILD_ASAN/tools/tsnap PYTHONPATH="$BUILD/python${PYTHONPATH:+:$PYTHONPATH}" \
+        "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$ROOT"/tests/python/test_cli_*.py ||
+        fail "pytest of the sanitized tsnap command failed"
 }
 
 # ------------------------------------------------------------------- demo
@@ -241,6 +256,7 @@ case $1 in
         check "pytest" run_pytest
         build "$BUILD_ASAN" Debug -DTSNAP_SANITIZE=ON
         check "ctest in build-asan/ (ASan, UBSan)" run_ctest_sanitized
+        check "the tsnap command under ASan, UBSan" run_pytest_cli_sanitized
         if [ ${#FAILED[@]} -gt 0 ]; then
             die "$(printf '%s; ' "${FAILED[@]}")see the output above"
         fi

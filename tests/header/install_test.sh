@@ -4,7 +4,8 @@
 #   install_test.sh STEP BUILD_DIR WORK_DIR CONSUMER_SRC
 # with CMAKE, PKG_CONFIG, CC and CFLAGS (for the consumers) from the
 # environment.
-# STEP install:      `cmake --install BUILD_DIR` into WORK_DIR/prefix.
+# STEP install:      `cmake --install BUILD_DIR` into WORK_DIR/prefix; the
+#                    installed `tsnap` command runs on the installed library.
 # STEP find_package: build CONSUMER_SRC with CMake against that prefix only
 #                    (tsnap::tsnap and tsnap::tsnap_static) and run both.
 # STEP pkg_config:   build CONSUMER_SRC/consumer.c with
@@ -38,6 +39,15 @@ install)
              tsnapConfigVersion.cmake tsnapTargets.cmake; do
         find_one "$f" >/dev/null
     done
+    # The command runs from the prefix, on the library installed beside it.
+    bindir=$prefix/bin
+    run "$bindir/tsnap" --version
+    if command -v ldd >/dev/null 2>&1; then
+        printf '+ ldd tsnap: libtsnap is the installed one\n'
+        lib=$(ldd "$bindir/tsnap" | awk '/libtsnap\.so/ { print $3 }')
+        [ "$(readlink -f "$lib")" = "$(readlink -f "$(find_one libtsnap.so)/libtsnap.so")" ] ||
+            { echo "tsnap loads $lib, not the installed library" >&2; exit 1; }
+    fi
     ;;
 find_package)
     out=$work/find_package
