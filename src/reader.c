@@ -9,11 +9,13 @@
  * chunks are, never assumed from how tsnap writes them.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "internal.h"
@@ -150,6 +152,15 @@ int tsnap_reader_open(tsnap_reader **out, const char *path)
                           path, NULL, "cannot open: %s", strerror(errno));
     if (S_ISDIR(st.st_mode))
         return tsnap__err(TSNAP_EINVAL, path, NULL, "is a directory, not a file");
+    /* A file this process may not read is not a damaged one: say so before
+     * HDF5 folds the cause into "unable to open file". */
+    {
+        int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+            return tsnap__err(errno == ENOENT ? TSNAP_ENOTFOUND : TSNAP_EIO, path, NULL,
+                              "cannot open: %s", strerror(errno));
+        close(fd);
+    }
 
     tsnap__filters_register(); /* before any dataset is read: LZF, zstd and lz4 built in */
     r = calloc(1, sizeof *r);

@@ -26,14 +26,21 @@ def cli_path():
     return ROOT / "build" / "tools" / "tsnap"
 
 
-def tsnap(*args, expect=None, env=None, cwd=None, timeout=300):
+def as_nobody():
+    """For preexec_fn: root reads any file whatever its mode, nobody does not."""
+    if os.geteuid() == 0:
+        os.setgid(65534)
+        os.setuid(65534)
+
+
+def tsnap(*args, expect=None, env=None, cwd=None, timeout=300, preexec_fn=None):
     """Runs `tsnap ARGS...` and returns the CompletedProcess (text output).
     With `expect`, asserts the exit code and shows both streams if it differs."""
     full_env = dict(os.environ, TSNAP_NO_PROGRESS="")
     if env:
         full_env.update(env)
     proc = subprocess.run([str(cli_path()), *map(str, args)], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=timeout)
+                          env=full_env, cwd=cwd, timeout=timeout, preexec_fn=preexec_fn)
     # Under a sanitizer build a report fails the call whatever its exit code.
     for mark in SANITIZER_MARKS:
         if mark in proc.stderr:

@@ -4,8 +4,11 @@ found and named, tensor by tensor, file by file."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
+from pathlib import Path
 
 import h5py
 import hdf5plugin  # noqa: F401 - lets h5py read tsnap's zstd and lz4 chunks
@@ -14,7 +17,7 @@ import pytest
 
 import pyhelpers
 import tsnap as tsnap_py
-from clihelpers import cli_path, rng_for, save, save_complex32, tsnap
+from clihelpers import as_nobody, cli_path, rng_for, save, save_complex32, tsnap
 from pyhelpers import DTYPES
 
 ODD_SHAPES = {"0d": (), "empty": (0,), "one": (1,), "primes": (7, 11, 13)}
@@ -299,12 +302,17 @@ def test_trouble_wins_over_damage(seed, tmp_path):
     tsnap("verify", bad, tmp_path / "missing.h5", expect=2)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file_is_trouble(seed, tmp_path):
-    path = save(tmp_path / "locked.h5", random_tensors(rng_for(seed, "locked")))
-    path.chmod(0)
-    proc = tsnap("verify", path, expect=2)
-    assert str(path) in proc.stderr
+def test_unreadable_file_is_trouble(seed):
+    # a directory nobody may enter, as the files of another user would be
+    parent = Path(tempfile.mkdtemp())
+    try:
+        parent.chmod(0o755)
+        path = save(parent / "locked.h5", random_tensors(rng_for(seed, "locked")))
+        path.chmod(0)
+        proc = tsnap("verify", path, expect=2, preexec_fn=as_nobody)
+    finally:
+        shutil.rmtree(parent)
+    assert f"{path}: " in proc.stderr and "ermission denied" in proc.stderr, proc.stderr
 
 
 def test_fifo_is_trouble_not_a_hang(tmp_path):

@@ -4,6 +4,9 @@ truncated at many lengths, bit flips anywhere) give tsnap errors or a clean
 load and never crash the interpreter (those loops run in a subprocess, so
 that a segfault fails the test with its signal)."""
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -560,3 +563,30 @@ def test_a_dataset_name_that_is_not_utf8_is_listed_and_loads_by_that_name(tmp_pa
         assert_bits_equal(f[odd].numpy(), np.array([5, 6, 7], np.int32))
     assert_bits_equal(tsnap.load(path, odd), np.array([5, 6, 7], np.int32))
     assert sorted(tsnap.load(path)) == sorted(names)
+
+
+UNREADABLE = """
+import os, sys, tsnap
+if os.geteuid() == 0:  # root reads any file: be nobody
+    os.setgid(65534)
+    os.setuid(65534)
+try:
+    tsnap.load(sys.argv[1])
+except tsnap.Error as e:
+    print(type(e).__name__, isinstance(e, OSError), e)
+"""
+
+
+def test_a_file_this_process_may_not_read_is_an_os_error_not_a_damaged_file():
+    parent = Path(tempfile.mkdtemp())  # in a directory anyone may enter
+    try:
+        parent.chmod(0o755)
+        path = parent / "locked.h5"
+        tsnap.save(path, {"u": np.arange(6.0)})
+        path.chmod(0)
+        proc = run_python(UNREADABLE, path)
+    finally:
+        shutil.rmtree(parent)
+    assert proc.returncode == 0, proc.stderr
+    assert "FormatError" not in proc.stdout and " True " in proc.stdout, proc.stdout
+    assert f"{path}: cannot open: Permission denied" in proc.stdout
