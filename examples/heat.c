@@ -3,6 +3,7 @@
  * store and, started again, carries on from its latest checkpoint.
  *
  *   heat DIR [--steps N] [--every K] [--size S] [--keep K]
+ *   heat --probe
  *
  * (--every 0: no checkpoints at all, for measuring what they cost.)
  * The field u (S x S float64, 0 on the border) starts as two hot spots and
@@ -13,6 +14,17 @@
  * started again with the same DIR, it reloads the latest committed step
  * and goes on; as the stencil is deterministic, the run ends with the same
  * field, bit for bit, as a run that was never interrupted.
+ *
+ * Where the field lives is heat.h's heat_field: host memory in `heat`
+ * (heat_cpu.c), GPU memory in `heat_cuda` (heat_cuda.cu).  tsnap takes the
+ * device tensor as it is: heat_cuda's checkpoints are copied from the GPU
+ * and written while it keeps stepping, and its restart reads the latest
+ * step straight into device memory.  Both programs compute every point
+ * alike, so with the same options they write the same checkpoints, bit
+ * for bit.  --probe checks that the program can run here (heat_cuda: a
+ * CUDA device that runs its kernel) and exits 0, or 77 saying why not; a
+ * run with no device to run on exits 77 likewise, before touching DIR.
+ * Otherwise it exits 1 on failure, 2 for bad options.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,26 +32,29 @@
 
 #include <tsnap.h>
 
-#define ALPHA 0.24 /* diffusion number alpha*dt/dx^2: stable below 0.25 */
+#include "heat.h"
 
-static void die(const char *what)
-{
-    fprintf(stderr, "heat: %s: %s\n", what, tsnap_errmsg());
-    exit(1);
-}
+#define EXIT_NODEVICE 77 /* the exit status that tells a test harness "skip" */
 
-static DLTensor field(double *u, int64_t *shape)
+static DLTensor f64(void *data, DLDevice device, int ndim, int64_t *shape)
 {
     DLTensor t;
     memset(&t, 0, sizeof t);
-    t.data = u;
-    t.device.device_type = kDLCPU;
-    t.ndim = 2;
+    t.data = data;
+    t.device = device;
+    t.ndim = ndim;
     t.shape = shape;
     t.dtype.code = kDLFloat;
     t.dtype.bits = 64;
     t.dtype.lanes = 1;
     return t;
+}
+
+/* Says what failed with tsnap's message; returns -1. */
+static int failed(const char *what)
+{
+    fprintf(stderr, "%s: %s: %s\n", heat_program, what, tsnap_errmsg());
+    return -1;
 }
 
 static void initial(double *u, int n)
@@ -54,38 +69,44 @@ static void initial(double *u, int n)
         }
 }
 
-static void step_once(const double *u, double *v, int n)
+/* Loads the latest committed step into f->u (on its device): 1 with the
+ * step in *step, 0 if the store has none, -1 on failure. */
+static int resume(tsnap_store *s, heat_field *f, int64_t *shape, int64_t *step)
 {
-    for (int i = 1; i < n - 1; i++)
-        for (int j = 1; j < n - 1; j++) {
-            size_t k = (size_t)i * n + j;
-            v[k] = u[k] + ALPHA * (u[k - 1] + u[k + 1] + u[k - n] + u[k + n] - 4 * u[k]);
-        }
+    char path[4096];
+    tsnap_reader *r = NULL;
+    DLTensor t = f64(f->u, f->device, 2, shape);
+    int err = tsnap_store_latest(s, step);
+    if (err == TSNAP_ENOTFOUND)
+        return 0;
+    if (err < 0 || (err = tsnap_store_path(s, *step, path, sizeof path)) < 0 ||
+        (err = tsnap_reader_open(&r, path)) < 0 ||
+        (err = tsnap_reader_read_verified(r, "u", &t)) < 0)
+        failed("reading the latest step");
+    tsnap_reader_free(r);
+    return err < 0 ? -1 : 1;
 }
 
-/* Loads the latest committed step into u; returns it, or -1 for none. */
-static int64_t resume(tsnap_store *s, double *u, int64_t *shape)
+/* Saves `step` in the background: returns once u is copied into the
+ * store's staging memory (from the device, for heat_cuda). */
+static int checkpoint(tsnap_store *s, const heat_field *f, int64_t *shape, int64_t step)
 {
-    int64_t step;
-    char path[4096];
-    if (tsnap_store_latest(s, &step) < 0)
-        return -1;
-    if (tsnap_store_path(s, step, path, sizeof path) < 0)
-        die("naming the latest step");
-    tsnap_reader *r = NULL;
-    DLTensor t = field(u, shape);
-    if (tsnap_reader_open(&r, path) < 0 || tsnap_reader_read_verified(r, "u", &t) < 0)
-        die("reading the latest step");
-    tsnap_reader_free(r);
-    return step;
+    static const char *const names[1] = {"u"};
+    DLDevice host = {kDLCPU, 0};
+    double time = (double)step * HEAT_ALPHA; /* in units of dx^2 / alpha */
+    DLTensor t = f64(f->u, f->device, 2, shape), tv = f64(&time, host, 0, NULL);
+    tsnap_store_attr at = {"time", NULL, &tv};
+    if (tsnap_store_save(s, step, names, &t, 1, &at, 1, 0) < 0)
+        return failed("saving a checkpoint");
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     const char *dir = NULL;
     long steps = 2000, every = 100, size = 256, keep = 0;
+    int bad = 0, probe = 0, status = 1;
     setvbuf(stdout, NULL, _IOLBF, 0); /* what it said before a kill is not lost */
-    int bad = 0;
     for (int i = 1; i < argc && !bad; i++) {
         long *opt = !strcmp(argv[i], "--steps") ? &steps
                     : !strcmp(argv[i], "--every") ? &every
@@ -94,62 +115,82 @@ int main(int argc, char **argv)
                                                   : NULL;
         if (opt && i + 1 < argc)
             *opt = atol(argv[++i]);
+        else if (!opt && !strcmp(argv[i], "--probe"))
+            probe = 1;
         else if (!opt && !dir && argv[i][0] != '-')
             dir = argv[i];
         else
             bad = 1;
     }
-    if (bad || !dir || steps < 0 || every < 0 || size < 3 || keep < 0) {
-        fprintf(stderr, "usage: heat DIR [--steps N] [--every K] [--size S] [--keep K]\n");
+    if (bad || !dir == !probe || steps < 0 || every < 0 || size < 3 || keep < 0) {
+        fprintf(stderr, "usage: %s DIR [--steps N] [--every K] [--size S] [--keep K]\n"
+                        "       %s --probe\n", heat_program, heat_program);
         return 2;
     }
-    int n = (int)size;
+    int n = probe ? 3 : (int)size;
     int64_t shape[2] = {n, n};
-    double *u = calloc((size_t)n * n, sizeof *u), *v = calloc((size_t)n * n, sizeof *v);
-    if (!u || !v) {
-        fprintf(stderr, "heat: out of memory\n");
-        return 1;
-    }
-    tsnap_store_options o = TSNAP_STORE_OPTIONS_INIT;
-    o.keep_last = (int)keep;
+    heat_field f;
+    int err = heat_field_init(&f, n);
+    if (err < 0)
+        return err == HEAT_ENODEV ? EXIT_NODEVICE : 1;
     tsnap_store *s = NULL;
-    if (tsnap_store_open(&s, dir, &o) < 0)
-        die("opening the store");
-
-    int64_t first = resume(s, u, shape);
-    int resumed = first >= 0;
-    if (!resumed) {
-        initial(u, n);
-        first = 0;
-        printf("heat: starting a %dx%d run in %s\n", n, n, dir);
-    } else {
-        printf("heat: resuming from step %lld\n", (long long)first);
+    tsnap_store_options o = TSNAP_STORE_OPTIONS_INIT;
+    double *host = calloc((size_t)n * n, sizeof *host);
+    if (!host) {
+        fprintf(stderr, "%s: out of memory\n", heat_program);
+        goto done;
     }
-    const char *names[1] = {"u"};
+    if (probe) { /* a step of a 3x3 field, and back: the device runs the kernel */
+        if (heat_field_set(&f, host) == 0 && heat_field_step(&f) == 0 &&
+            heat_field_get(&f, host) == 0) {
+            printf("%s: can run here, the field in %s\n", heat_program, f.where);
+            status = 0;
+        }
+        goto done;
+    }
+
+    o.keep_last = (int)keep;
+    if (tsnap_store_open(&s, dir, &o) < 0) {
+        failed("opening the store");
+        goto done;
+    }
+    int64_t first = 0;
+    int resumed = resume(s, &f, shape, &first);
+    if (resumed < 0)
+        goto done;
+    if (!resumed) {
+        initial(host, n);
+        if (heat_field_set(&f, host) < 0)
+            goto done;
+        printf("%s: starting a %dx%d run in %s, the field in %s\n", heat_program, n, n, dir,
+               f.where);
+    } else {
+        printf("%s: resuming from step %lld\n", heat_program, (long long)first);
+    }
     for (int64_t step = first; step <= steps; step++) {
         /* every K steps, but not the step it resumed from: that one is saved */
-        if (every && step % every == 0 && !(resumed && step == first)) {
-            double time = (double)step * ALPHA; /* in units of dx^2 / alpha */
-            DLTensor t = field(u, shape), tv = field(&time, shape);
-            tv.ndim = 0;
-            tsnap_store_attr at = {"time", NULL, &tv};
-            if (tsnap_store_save(s, step, names, &t, 1, &at, 1, 0) < 0)
-                die("saving a checkpoint");
-        }
+        if (every && step % every == 0 && !(resumed && step == first) &&
+            checkpoint(s, &f, shape, step) < 0)
+            goto done;
         if (step == steps)
             break;
-        step_once(u, v, n);
-        /* the inner rows; v's border columns are never written, so stay 0 */
-        memcpy(u + n, v + n, (size_t)(n - 2) * n * sizeof *u);
+        if (heat_field_step(&f) < 0)
+            goto done;
     }
-    if (tsnap_store_wait(s) < 0)
-        die("finishing the checkpoints");
-    tsnap_store_free(s);
+    if (tsnap_store_wait(s) < 0) {
+        failed("finishing the checkpoints");
+        goto done;
+    }
+    if (heat_field_get(&f, host) < 0)
+        goto done;
     double total = 0;
     for (size_t k = 0; k < (size_t)n * n; k++)
-        total += u[k];
-    printf("heat: step %ld done, total heat %.6f\n", steps, total);
-    free(u);
-    free(v);
-    return 0;
+        total += host[k];
+    printf("%s: step %ld done, total heat %.6f\n", heat_program, steps, total);
+    status = 0;
+done:
+    tsnap_store_free(s);
+    heat_field_destroy(&f);
+    free(host);
+    return status;
 }

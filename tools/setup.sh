@@ -212,6 +212,12 @@ run_pytest_cli_sanitized() {
 
 # ------------------------------------------------------------------- demo
 
+# The number of checkpoints committed in store directory $1.
+checkpoints_in() {
+    local files=("$1"/step-*.h5)
+    if [ -e "${files[0]}" ]; then echo "${#files[@]}"; else echo 0; fi
+}
+
 run_demo() {
     step "demo: examples/every_dtype"
     local out="$BUILD/demo"
@@ -220,19 +226,35 @@ run_demo() {
     note "the snapshot is $out/every_dtype.h5; h5dump -A shows its attributes"
 
     step "demo: a simulation that checkpoints, is killed, restarts, and is analysed"
-    local run="$out/heat" pid
+    # heat_cuda, the GPU build of the simulation, where it was built and
+    # finds a device (its --probe exits 0, or 77 saying why not); else heat.
+    local run="$out/heat" heat="$BUILD/examples/heat" cuda="$BUILD/examples/heat_cuda"
+    local args=(--size 512 --steps 3000 --every 100) why rc pid waited=0
+    if [ ! -x "$cuda" ]; then
+        note "examples/heat, the field in host memory: heat_cuda is not built (no usable CUDA toolkit)"
+    elif why=$("$cuda" --probe 2>&1); then
+        heat=$cuda
+        note "examples/heat_cuda: ${why#heat_cuda: }"
+    else
+        rc=$?
+        note "examples/heat, the field in host memory: heat_cuda cannot run here (exit $rc): ${why#heat_cuda: }"
+    fi
     rm -rf "$run"
-    "$BUILD/examples/heat" "$run" --size 512 --steps 3000 --every 100 &
+    "$heat" "$run" "${args[@]}" &
     pid=$!
-    sleep 1
+    # Killed once 10 of its 31 checkpoints are committed, however fast it runs.
+    while kill -0 "$pid" 2>/dev/null && [ "$(checkpoints_in "$run")" -lt 10 ] && [ "$waited" -lt 6000 ]; do
+        sleep 0.01
+        waited=$((waited + 1))
+    done
     if kill -KILL "$pid" 2>/dev/null; then
         note "killed the simulation part way (pid $pid)"
     else
         note "the simulation finished before the kill"
     fi
     wait "$pid" 2>/dev/null || true
-    note "checkpoints on disk: $(ls "$run" | wc -l)"
-    "$BUILD/examples/heat" "$run" --size 512 --steps 3000 --every 100
+    note "checkpoints on disk: $(checkpoints_in "$run")"
+    "$heat" "$run" "${args[@]}"
     PYTHONPATH="$BUILD/python" "$VENV/bin/python" "$ROOT/examples/analyse_heat.py" \
         "$run" "$out/heat.png"
     note "the plot is $out/heat.png"

@@ -3,70 +3,39 @@ way, restarts from its latest checkpoint and ends with exactly the field
 of a run that was never killed; examples/analyse_heat.py then loads the
 series memory-mapped and writes the plot.  h5py reads the fields."""
 import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-HEAT = ROOT / "build" / "examples" / "heat"
+from heathelpers import ROOT, assert_same_checkpoints, example, field, kill_and_restart, run
+
+HEAT = example("heat")
 ARGS = ["--size", "384", "--steps", "1500", "--every", "100"]
 
 pytestmark = pytest.mark.skipif(not HEAT.exists(), reason=f"{HEAT} is not built")
 
 
-def run(directory, *extra):
-    return subprocess.run([str(HEAT), str(directory), *ARGS, *extra], capture_output=True,
-                          text=True, timeout=300)
-
-
-def field(directory, step):
-    with h5py.File(Path(directory) / f"step-{step:012d}.h5", "r") as f:
-        assert f.attrs["step"] == step
-        return f["u"][()], float(f.attrs["time"])
-
-
 def test_a_killed_and_restarted_run_ends_where_an_uninterrupted_one_does(tmp_path, seed):
-    rng = np.random.default_rng([seed, 91])
-    whole = run(tmp_path / "whole")
+    whole = run(HEAT, tmp_path / "whole", *ARGS)
     assert whole.returncode == 0, whole.stderr
-    killed_dir = tmp_path / "killed"
-    interrupted, outputs = 0, []
-    for attempt in range(3):  # kill it part way, a few times (a whole run takes ~0.5 s)
-        child = subprocess.Popen([str(HEAT), str(killed_dir), *ARGS], stdout=subprocess.PIPE,
-                                 text=True)
-        time.sleep(float(rng.uniform(0.05, 0.3)))
-        child.send_signal(signal.SIGKILL)
-        out, _ = child.communicate()
-        outputs.append(out)
-        interrupted += child.returncode == -signal.SIGKILL and "done" not in out
-    final = run(killed_dir)
-    assert final.returncode == 0, final.stderr
-    outputs.append(final.stdout)
-    assert interrupted >= 1, "no run was killed part way"
-    assert any("resuming from step" in out for out in outputs[1:]), outputs
+    final = kill_and_restart(HEAT, tmp_path / "killed", ARGS, np.random.default_rng([seed, 91]))
     assert final.stdout.splitlines()[-1] == whole.stdout.splitlines()[-1]  # "total heat ..."
     a, ta = field(tmp_path / "whole", 1500)
-    b, tb = field(killed_dir, 1500)
-    assert ta == tb and a.dtype == np.float64 and a.shape == (384, 384)
-    assert np.array_equal(a.view(np.uint64), b.view(np.uint64)), "bit for bit"
-    # every checkpoint of the killed run is the uninterrupted run's
-    names = sorted(n for n in os.listdir(killed_dir) if n.endswith(".h5"))
-    assert names == sorted(n for n in os.listdir(tmp_path / "whole") if n.endswith(".h5"))
-    for n in names:
-        step = int(n[5:17])
-        assert np.array_equal(field(killed_dir, step)[0], field(tmp_path / "whole", step)[0]), n
-    assert not [n for n in os.listdir(killed_dir) if n.endswith(".tsnap-tmp")]
+    assert a.shape == (384, 384) and ta == 1500 * 0.24
+    # every checkpoint of the killed run is the uninterrupted run's, bit for bit
+    assert_same_checkpoints(tmp_path / "killed", tmp_path / "whole")
+
+
+def test_the_probe_says_it_can_run_here():
+    proc = run(HEAT, "--probe")
+    assert proc.returncode == 0 and "can run here" in proc.stdout, proc
 
 
 def test_the_analysis_loads_the_series_and_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
-    assert run(tmp_path / "run").returncode == 0
+    assert run(HEAT, tmp_path / "run", *ARGS).returncode == 0
     out = tmp_path / "heat.png"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "analyse_heat.py"),

@@ -1,0 +1,58 @@
+/*
+ * heat_cpu.c - heat.c's field in host memory: the program `heat`.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "heat.h"
+
+const char heat_program[] = "heat";
+
+int heat_field_init(heat_field *f, int n)
+{
+    memset(f, 0, sizeof *f);
+    f->n = n;
+    f->device.device_type = kDLCPU;
+    snprintf(f->where, sizeof f->where, "host memory");
+    f->u = calloc((size_t)n * n, sizeof *f->u);
+    f->v = calloc((size_t)n * n, sizeof *f->v);
+    if (!f->u || !f->v) {
+        fprintf(stderr, "heat: out of memory for a %dx%d field\n", n, n);
+        heat_field_destroy(f);
+        return -1;
+    }
+    return 0;
+}
+
+int heat_field_set(heat_field *f, const double *host)
+{
+    memcpy(f->u, host, (size_t)f->n * f->n * sizeof *f->u);
+    return 0;
+}
+
+int heat_field_get(const heat_field *f, double *host)
+{
+    memcpy(host, f->u, (size_t)f->n * f->n * sizeof *f->u);
+    return 0;
+}
+
+int heat_field_step(heat_field *f)
+{
+    int n = f->n;
+    for (int i = 1; i < n - 1; i++)
+        for (int j = 1; j < n - 1; j++) {
+            size_t k = (size_t)i * n + j;
+            f->v[k] = heat_point(f->u, k, (size_t)n);
+        }
+    /* the inner rows; v's border columns are never written, so stay 0 */
+    memcpy(f->u + n, f->v + n, (size_t)(n - 2) * n * sizeof *f->u);
+    return 0;
+}
+
+void heat_field_destroy(heat_field *f)
+{
+    free(f->u);
+    free(f->v);
+    f->u = f->v = NULL;
+}
