@@ -216,6 +216,9 @@ int tsnap_store_open(tsnap_store **out, const char *dir, const tsnap_store_optio
         free(s);
         return tsnap__err(TSNAP_ENOMEM, dir, NULL, "out of memory");
     }
+    /* "run/" names the store "run": its paths are "run/step-...", not "run//step-...". */
+    for (size_t k = strlen(s->dir); k > 1 && s->dir[k - 1] == '/'; k--)
+        s->dir[k - 1] = '\0';
     s->lock_fd = -1;
     s->opts = opts ? *opts : defaults;
     if (!s->opts.staging_bytes)

@@ -95,6 +95,19 @@ static void test_steps_are_named_listed_in_order_and_each_an_ordinary_snapshot(v
     CHECK_STR(base_name(path), "step-000000000042.h5");
     CHECK_ERR(tsnap_store_path(s, -1, path, sizeof path), TSNAP_EINVAL);
     CHECK_ERR(tsnap_store_path(s, 42, path, 10), TSNAP_EINVAL);
+    /* the same directory, named with trailing slashes, makes the same paths */
+    char slashed[4096], want_path[4096];
+    snprintf(slashed, sizeof slashed, "%s//", dir);
+    snprintf(want_path, sizeof want_path, "%s/step-000000000042.h5", dir);
+    tsnap_store_options ro = TSNAP_STORE_OPTIONS_INIT;
+    ro.writable = 0;
+    tsnap_store *again = NULL;
+    if (CHECK_OK(tsnap_store_open(&again, slashed, &ro))) {
+        CHECK_OK(tsnap_store_path(again, 42, path, sizeof path));
+        CHECK_STR(path, want_path);
+        CHECK_I64(steps_of(again, NULL, 0), 5);
+    }
+    tsnap_store_free(again);
     /* a step is never replaced, a negative one never made */
     tsnap_writer *w = NULL;
     CHECK_ERR(tsnap_store_begin(s, 10, &w), TSNAP_EEXISTS);
