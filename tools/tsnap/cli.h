@@ -109,15 +109,19 @@ int cli_is_dir(const char *path);
 /** Opens a reader, printing the library's message on failure. */
 int cli_open(tsnap_reader **r, const char *path);
 
-/**
- * The committed steps of the store in `dir`, ascending, in a malloc'ed
- * array (*steps; NULL when there are none).  Prints the error and returns
- * -1 on failure.
- */
-int cli_store_steps(const char *dir, int64_t **steps, size_t *count);
+/** The committed steps of a store, ascending, and their files' paths as
+ *  the store names them (tsnap_store_path). */
+typedef struct cli_steps {
+    size_t count;
+    int64_t *steps;
+    char **paths;
+} cli_steps;
 
-/** The path of `step` in the store in `dir` into buf. */
-int cli_store_path(const char *dir, int64_t step, char *buf, size_t len);
+/** Lists the store in `dir` read only.  Prints the error and returns -1
+ *  on failure (*out then empty). */
+int cli_store_steps(const char *dir, cli_steps *out);
+
+void cli_steps_free(cli_steps *s);
 
 /* ---- values ---- */
 

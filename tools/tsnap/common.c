@@ -351,43 +351,53 @@ int cli_open(tsnap_reader **r, const char *path)
     return 0;
 }
 
-int cli_store_steps(const char *dir, int64_t **steps, size_t *count)
+int cli_store_steps(const char *dir, cli_steps *out)
 {
     tsnap_store_options opts = TSNAP_STORE_OPTIONS_INIT;
     tsnap_store *s = NULL;
-    size_t n = 0;
+    size_t n = 0, len = strlen(dir) + 32;  /* "/step-" + 12 or more digits + ".h5" */
     int err;
 
-    *steps = NULL;
-    *count = 0;
+    memset(out, 0, sizeof *out);
     opts.writable = 0;
     if ((err = tsnap_store_open(&s, dir, &opts)) < 0 ||
         (err = tsnap_store_steps(s, NULL, 0, &n)) < 0)
         goto done;
-    if (n) {
-        if (!(*steps = malloc(n * sizeof **steps))) {
-            tsnap_store_free(s);
-            return cli_error("%s: out of memory", dir), -1;
+    if (n && (!(out->steps = malloc(n * sizeof *out->steps)) ||
+              !(out->paths = calloc(n, sizeof *out->paths)))) {
+        err = TSNAP_ENOMEM;
+        goto done;
+    }
+    if (n && (err = tsnap_store_steps(s, out->steps, n, &n)) < 0)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        if (!(out->paths[i] = malloc(len))) {
+            err = TSNAP_ENOMEM;
+            goto done;
         }
-        if ((err = tsnap_store_steps(s, *steps, n, &n)) < 0)
+        out->count = i + 1;  /* what cli_steps_free frees */
+        if ((err = tsnap_store_path(s, out->steps[i], out->paths[i], len)) < 0)
             goto done;
     }
-    *count = n;
 done:
     if (err < 0) {
-        cli_error("%s", tsnap_errmsg());
-        free(*steps);
-        *steps = NULL;
+        if (err == TSNAP_ENOMEM)
+            cli_error("%s: out of memory", dir);
+        else
+            cli_error("%s", tsnap_errmsg());
+        cli_steps_free(out);
     }
     tsnap_store_free(s);
     return err < 0 ? -1 : 0;
 }
 
-int cli_store_path(const char *dir, int64_t step, char *buf, size_t len)
+void cli_steps_free(cli_steps *s)
 {
-    int n = snprintf(buf, len, "%s%sstep-%012" PRId64 ".h5", dir,
-                     dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", step);
-    return n < 0 || (size_t)n >= len ? -1 : 0;
+    for (size_t i = 0; s->paths && i < s->count; i++)
+        free(s->paths[i]);
+    free(s->paths);
+    free(s->steps);
+    memset(s, 0, sizeof *s);
 }
 
 /* ---- values ------------------------------------------------------ */

@@ -387,23 +387,23 @@ static int open_side(side *sd, const char *label, const options *o)
 
     snprintf(sd->path, sizeof sd->path, "%s", sd->arg);
     if (dir == 1) {
-        int64_t *steps;
-        size_t n;
-        if (cli_store_steps(sd->arg, &steps, &n) < 0)
+        cli_steps list;
+        if (cli_store_steps(sd->arg, &list) < 0)
             return -1;
-        if (n == 0) {
+        if (list.count == 0) {
             cli_error("%s: the store has no committed steps", sd->arg);
             return -1;
         }
-        if (cli_store_path(sd->arg, steps[n - 1], sd->path, sizeof sd->path) < 0) {
-            free(steps);
+        if (snprintf(sd->path, sizeof sd->path, "%s", list.paths[list.count - 1]) >=
+            (int)sizeof sd->path) {
+            cli_steps_free(&list);
             cli_error("%s: path too long", sd->arg);
             return -1;
         }
         if (!o->quiet)
             printf("%s: %s is a store; comparing its latest step %" PRId64 ", %s\n", label,
-                   sd->arg, steps[n - 1], sd->path);
-        free(steps);
+                   sd->arg, list.steps[list.count - 1], sd->path);
+        cli_steps_free(&list);
     }
     return cli_open(&sd->r, sd->path);
 }

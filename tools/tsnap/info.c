@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <hdf5.h>
 #ifdef TSNAP_CLI_HAVE_H5LT
@@ -372,19 +373,21 @@ static size_t leftover_temporaries(const char *dir)
 
 static int info_store(const char *dir, int json)
 {
-    int64_t *steps;
+    cli_steps list;
+    const int64_t *steps;
     size_t n, tmp;
     uint64_t total = 0;
-    char path[4200], a[16];
+    char a[16];
     int status = CLI_OK;
 
-    if (cli_store_steps(dir, &steps, &n) < 0)
+    if (cli_store_steps(dir, &list) < 0)
         return CLI_FAIL;
+    n = list.count;
+    steps = list.steps;
     for (size_t i = 0; i < n; i++) {
-        h5_details d;
-        cli_store_path(dir, steps[i], path, sizeof path);
-        if (file_details(path, &d) == 0)
-            total += d.file_size;
+        struct stat st;
+        if (stat(list.paths[i], &st) == 0)
+            total += (uint64_t)st.st_size;
     }
     tmp = leftover_temporaries(dir);
     if (json) {
@@ -409,8 +412,7 @@ static int info_store(const char *dir, int json)
     if (n) {
         if (!json)
             printf("\nlatest step %" PRId64 ":\n", steps[n - 1]);
-        cli_store_path(dir, steps[n - 1], path, sizeof path);
-        status = info_file(path, json);
+        status = info_file(list.paths[n - 1], json);
         if (json && status != CLI_OK)
             fputs("null", stdout);
     } else if (json) {
@@ -418,7 +420,7 @@ static int info_store(const char *dir, int json)
     }
     if (json)
         fputc('}', stdout);
-    free(steps);
+    cli_steps_free(&list);
     return status;
 }
 

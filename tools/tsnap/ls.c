@@ -43,10 +43,10 @@ typedef struct row {
     char name[1100], dtype[24], shape[400], chunks[400], codec[64], ratio[24], map[160];
 } row;
 
-static void describe_row(tsnap_reader *r, const char *name, row *w)
+/* Fills `w`; returns the description's status, `info` valid when 0. */
+static int describe_row(tsnap_reader *r, const char *name, row *w, tsnap_tensor_info *info)
 {
-    tsnap_tensor_info info;
-    int err = tsnap_reader_describe(r, name, &info);
+    int err = tsnap_reader_describe(r, name, info);
 
     snprintf(w->name, sizeof w->name, "%s", name);
     if (err < 0) {
@@ -56,23 +56,25 @@ static void describe_row(tsnap_reader *r, const char *name, row *w)
         snprintf(w->codec, sizeof w->codec, "-");
         snprintf(w->ratio, sizeof w->ratio, "-");
         snprintf(w->map, sizeof w->map, "unreadable: %.140s", cause(tsnap_errmsg(), name));
-        return;
+        return err;
     }
-    snprintf(w->dtype, sizeof w->dtype, "%s", tsnap_dtype_name(info.dtype));
-    cli_shape_str(info.ndim, info.shape, w->shape, sizeof w->shape);
-    if (info.chunked)
-        cli_shape_str(info.ndim, info.chunk, w->chunks, sizeof w->chunks);
+    snprintf(w->dtype, sizeof w->dtype, "%s", tsnap_dtype_name(info->dtype));
+    cli_shape_str(info->ndim, info->shape, w->shape, sizeof w->shape);
+    if (info->chunked)
+        cli_shape_str(info->ndim, info->chunk, w->chunks, sizeof w->chunks);
     else
         snprintf(w->chunks, sizeof w->chunks, "contiguous");
-    cli_codec_str(&info, w->codec, sizeof w->codec);
-    if (info.stored_bytes)
-        snprintf(w->ratio, sizeof w->ratio, "%.2f", (double)info.nbytes / (double)info.stored_bytes);
+    cli_codec_str(info, w->codec, sizeof w->codec);
+    if (info->stored_bytes)
+        snprintf(w->ratio, sizeof w->ratio, "%.2f",
+                 (double)info->nbytes / (double)info->stored_bytes);
     else
         snprintf(w->ratio, sizeof w->ratio, "-");
-    if (info.map_status == TSNAP_MAP_OK || info.map_status == TSNAP_MAP_EMPTY)
+    if (info->map_status == TSNAP_MAP_OK || info->map_status == TSNAP_MAP_EMPTY)
         snprintf(w->map, sizeof w->map, "yes");
     else
-        snprintf(w->map, sizeof w->map, "no: %s", tsnap_map_status_str(info.map_status));
+        snprintf(w->map, sizeof w->map, "no: %s", tsnap_map_status_str(info->map_status));
+    return 0;
 }
 
 static void json_shape(FILE *f, int ndim, const int64_t *shape)
@@ -157,8 +159,7 @@ static int ls_file(const char *path, int json)
     for (size_t i = 0; i < n; i++) {
         const char *cols[6];
         tsnap_tensor_info info;
-        describe_row(r, tsnap_reader_name(r, i), &rows[i]);
-        if (tsnap_reader_describe(r, tsnap_reader_name(r, i), &info) == 0) {
+        if (describe_row(r, tsnap_reader_name(r, i), &rows[i], &info) == 0) {
             nbytes += info.nbytes;
             stored += info.stored_bytes;
         }
@@ -196,7 +197,7 @@ typedef struct step_row {
     char error[400];
 } step_row;
 
-static void read_step(const char *dir, int64_t step, step_row *s)
+static void read_step(int64_t step, const char *path, step_row *s)
 {
     struct stat st;
     tsnap_reader *r;
@@ -205,7 +206,7 @@ static void read_step(const char *dir, int64_t step, step_row *s)
     memset(s, 0, sizeof *s);
     s->step = step;
     s->tensors = -1;
-    cli_store_path(dir, step, s->path, sizeof s->path);
+    snprintf(s->path, sizeof s->path, "%s", path);
     if (stat(s->path, &st) == 0)
         s->size = (uint64_t)st.st_size;
     if (tsnap_reader_open(&r, s->path) < 0) {
@@ -228,13 +229,16 @@ static void read_step(const char *dir, int64_t step, step_row *s)
 
 static int ls_store(const char *dir, int json)
 {
-    int64_t *steps;
-    size_t n;
+    cli_steps list;
     uint64_t total = 0;
     step_row s;
+    size_t n;
+    const int64_t *steps;
 
-    if (cli_store_steps(dir, &steps, &n) < 0)
+    if (cli_store_steps(dir, &list) < 0)
         return CLI_FAIL;
+    n = list.count;
+    steps = list.steps;
     if (json) {
         fputs("{\"path\": ", stdout);
         cli_json_string(stdout, dir);
@@ -244,7 +248,7 @@ static int ls_store(const char *dir, int json)
     }
     for (size_t i = 0; i < n; i++) {
         char size[16], time[32];
-        read_step(dir, steps[i], &s);
+        read_step(steps[i], list.paths[i], &s);
         total += s.size;
         if (json) {
             printf("%s{\"step\": %" PRId64 ", \"path\": ", i ? ",\n  " : "\n  ", s.step);
@@ -294,7 +298,7 @@ static int ls_store(const char *dir, int json)
         else
             printf("no committed steps\n");
     }
-    free(steps);
+    cli_steps_free(&list);
     return CLI_OK;
 }
 

@@ -428,8 +428,7 @@ static void trouble(item *it, const char *msg)
 static int expand(const char *arg, item **items, size_t *n, size_t *cap)
 {
     struct stat st;
-    int64_t *steps;
-    size_t nsteps;
+    cli_steps list;
     item *it;
 
     if (stat(arg, &st) < 0) {
@@ -448,30 +447,28 @@ static int expand(const char *arg, item **items, size_t *n, size_t *cap)
             trouble(it, "not a regular file");
         return 0;
     }
-    if (cli_store_steps(arg, &steps, &nsteps) < 0) {
+    if (cli_store_steps(arg, &list) < 0) {
         if (!(it = add_item(items, n, cap, arg)))
             return -1;
         trouble(it, cause(tsnap_errmsg(), arg, ""));
         it->reported = 1;
         return 0;
     }
-    if (nsteps == 0) {
+    if (list.count == 0) {
         if (!(it = add_item(items, n, cap, arg)))
             return -1;
         it->empty_store = 1;
         it->done = 1;
     }
-    for (size_t i = 0; i < nsteps; i++) {
-        char path[4200];
-        if (cli_store_path(arg, steps[i], path, sizeof path) < 0 ||
-            !(it = add_item(items, n, cap, path))) {
-            free(steps);
+    for (size_t i = 0; i < list.count; i++) {
+        if (!(it = add_item(items, n, cap, list.paths[i]))) {
+            cli_steps_free(&list);
             return -1;
         }
-        if (stat(path, &st) == 0)
+        if (stat(list.paths[i], &st) == 0)
             it->size = (uint64_t)st.st_size;
     }
-    free(steps);
+    cli_steps_free(&list);
     return 0;
 }
 
