@@ -298,6 +298,40 @@ TSNAP_API int tsnap_writer_set_attr_string(tsnap_writer *w, const char *tensor,
                                            const char *key, const char *value);
 
 /**
+ * One block of a virtual tensor: a whole dataset of another file that
+ * holds the tensor's elements [offset, offset + shape).  A distributed
+ * snapshot (include/tsnap_mpi.h) is made of such tensors, one block per
+ * rank that holds one, each in that rank's part file.
+ */
+typedef struct tsnap_part {
+    const char *file;                /**< the source file as the snapshot names
+                                          it: relative to the snapshot's own
+                                          folder (HDF5's rule), or absolute */
+    const char *path;                /**< reading: `file` resolved against the
+                                          snapshot's folder; writing: ignored */
+    const char *dataset;             /**< the dataset in that file, e.g. "/u" */
+    int64_t offset[TSNAP_MAX_NDIM];  /**< where the block starts in the tensor */
+    int64_t shape[TSNAP_MAX_NDIM];   /**< the block's shape: the whole source */
+} tsnap_part;
+
+/**
+ * Writes tensor `name` as an HDF5 virtual dataset of `dtype` and `shape`
+ * whose `nparts` blocks are whole datasets of other files (`parts[i].file`,
+ * relative to the folder of the writer's final path, `.dataset`,
+ * `.offset`, `.shape`; `.path` is ignored).  h5py and h5dump read it as an
+ * ordinary dataset; tsnap reads each block straight from its file.  The
+ * blocks must be nonempty, lie inside `shape` and not overlap; elements
+ * outside every block read as zero.  The tensor must have at least one
+ * dimension and one element (put a 0-d or empty tensor as an ordinary
+ * one).  The source files are neither opened nor checked here: write
+ * them first.  Errors as tsnap_writer_put; TSNAP_EINVAL, naming the
+ * blocks, for one outside the shape, empty, or overlapping another.
+ */
+TSNAP_API int tsnap_writer_put_virtual(tsnap_writer *w, const char *name, tsnap_dtype dtype,
+                                       int ndim, const int64_t *shape, const tsnap_part *parts,
+                                       size_t nparts);
+
+/**
  * Closes the file, fsyncs it (unless durable is 0), renames it to its final
  * name and fsyncs the directory.  On failure the temporary file is removed
  * and an existing file under the final name is left untouched.  Either way
@@ -351,7 +385,9 @@ typedef enum tsnap_map_status {
     TSNAP_MAP_NOT_ALLOCATED = 5, /**< storage not (fully) written */
     TSNAP_MAP_SCATTERED = 6,     /**< chunks do not lie back to back in order */
     TSNAP_MAP_LAYOUT = 7,        /**< compact, virtual or external storage */
-    TSNAP_MAP_TRUNCATED = 8      /**< the file is shorter than the data */
+    TSNAP_MAP_TRUNCATED = 8,     /**< the file is shorter than the data */
+    TSNAP_MAP_VIRTUAL = 9        /**< a virtual dataset whose blocks lie in
+                                      other files (tsnap_reader_part) */
 } tsnap_map_status;
 
 /** A description of one tensor, filled by tsnap_reader_describe. */
@@ -373,10 +409,22 @@ typedef struct tsnap_tensor_info {
     uint64_t offset;                 /**< when mappable: where the bytes start */
     uint64_t length;                 /**< when mappable: nbytes */
     char checksum[40];               /**< "xxh3-64:<16 hex digits>", or "" */
+    size_t nparts;                   /**< a virtual dataset: its blocks
+                                          (tsnap_reader_part); 0 otherwise */
 } tsnap_tensor_info;
 
 /** A short constant description of a map status, e.g. "compressed". */
 TSNAP_API const char *tsnap_map_status_str(tsnap_map_status status);
+
+/**
+ * Block `index` (< info.nparts, in the order the file lists them) of a
+ * virtual tensor.  The strings are owned by the reader.  TSNAP_ENOTFOUND
+ * for no such tensor, TSNAP_EINVAL for an index out of range or a tensor
+ * that is not virtual, TSNAP_EFORMAT for a mapping tsnap cannot follow
+ * (HDF5 still reads it, slowly).
+ */
+TSNAP_API int tsnap_reader_part(tsnap_reader *r, const char *name, size_t index,
+                                tsnap_part *part);
 
 /**
  * Describes tensor `name`.  For a mappable tensor the file offset and
@@ -602,6 +650,42 @@ TSNAP_API int tsnap_store_save(tsnap_store *s, int64_t step, const char *const *
  * failure among them not returned yet (0: all committed).
  */
 TSNAP_API int tsnap_store_wait(tsnap_store *s);
+
+/**
+ * Deletes the snapshot at `path`: the file first, then the folder of its
+ * parts (`path` + ".parts") when it is a distributed snapshot, so that a
+ * reader never finds a snapshot whose parts are gone.  TSNAP_ENOTFOUND
+ * when there is no such file (a parts folder alone, a failed save's
+ * leftover, is still removed), TSNAP_EIO when the system refuses.
+ */
+TSNAP_API int tsnap_snapshot_remove(const char *path);
+
+#ifdef TSNAP_STORE_HOOKS
+/*
+ * Experimental, for stores whose steps are not one file written by this
+ * process (the distributed store of include/tsnap_mpi.h is one): the store
+ * keeps its staging, background thread, ordering and error reporting,
+ * and `write` replaces begin / puts / attributes / commit / keep_last.
+ */
+typedef struct tsnap_store_hooks {
+    /* Writes and commits `step`.  Called in the order of the saves: on
+     * the caller's thread for a waiting save, else on the store's
+     * background thread with the tensors in the store's staging (host
+     * memory, C order).  Returns 0 or a TSNAP_E* code with the thread's
+     * message set; a failure is reported as any background failure is. */
+    int (*write)(void *ctx, tsnap_store *s, int64_t step, const char *const *names,
+                 const DLTensor *tensors, size_t n, const tsnap_store_attr *attrs,
+                 size_t nattrs);
+    void *ctx;
+    int lock;  /* 1: a writable store's lock and clean-up, as usual; 0: neither
+                  (another process of the same job holds them) */
+} tsnap_store_hooks;
+
+/** tsnap_store_open with `hooks` (copied). */
+TSNAP_API int tsnap_store_open_hooked(tsnap_store **out, const char *dir,
+                                      const tsnap_store_options *opts,
+                                      const tsnap_store_hooks *hooks);
+#endif
 
 #ifdef __cplusplus
 }

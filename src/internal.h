@@ -386,6 +386,12 @@ int tsnap__stage_whole(tsnap_stage *st, const tsnap_view *v, void *caller_stream
 /* The final path a writer commits to. */
 const char *tsnap__writer_path(const tsnap_writer *w);
 
+/* For virtual.c: checks that the writer is open and `name` free, and
+ * gives the file and the link creation properties to create it with. */
+int tsnap__writer_target(tsnap_writer *w, const char *name, hid_t *file, hid_t *lcpl);
+/* A partial dataset was left: the writer can only be aborted. */
+void tsnap__writer_fail(tsnap_writer *w);
+
 /* ---- vfd.c: the writers' file driver ------------------------------------ */
 
 /* sec2, whose files can be doomed: writes, flushes and truncates then do

@@ -1035,6 +1035,19 @@ fail:
 
 const char *tsnap__writer_path(const tsnap_writer *w) { return w->path; }
 
+int tsnap__writer_target(tsnap_writer *w, const char *name, hid_t *file, hid_t *lcpl)
+{
+    int err;
+    if ((err = check_open(w, name)) < 0 || (err = tsnap__check_name(w->path, name)) < 0 ||
+        (err = check_free_name(w, name)) < 0)
+        return err;
+    *file = w->file;
+    *lcpl = w->lcpl;
+    return 0;
+}
+
+void tsnap__writer_fail(tsnap_writer *w) { w->state = W_FAILED; }
+
 int tsnap_writer_abort(tsnap_writer *w)
 {
     tsnap__begin();
