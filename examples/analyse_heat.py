@@ -1,11 +1,15 @@
-"""Analyses a heat run (examples/heat.c): loads every checkpoint of the
-store memory-mapped, prints the heat over time, and plots the field at a
-few steps with the total and peak heat against time into a PNG.
+"""Analyses a heat run (examples/heat.c, or heat_mpi.c on any number of
+ranks): loads every checkpoint of the store memory-mapped where it can,
+prints the heat over time, and plots the field at a few steps with the
+total and peak heat against time into a PNG.
 
     python examples/analyse_heat.py DIR [OUT.png]
 
 The store is opened read only, so this runs while the simulation is
-still writing to it."""
+still writing to it.  A checkpoint of heat_mpi is a distributed snapshot
+(its field a virtual dataset over one part file per rank): it needs no
+MPI to read, its field maps with no copy when one part holds all of it (a
+run on one rank), and is otherwise copied from the parts."""
 import sys
 
 import numpy as np
@@ -13,19 +17,29 @@ import numpy as np
 import tsnap
 
 
+def field(store, step):
+    """(u, mapped): the field of `step`, mapped from its file with no copy
+    where it lies flat in one file, else copied (a field over several parts)."""
+    try:
+        return store.load(step, "u", mmap=True), True
+    except tsnap.NotMappableError:
+        return store.load(step, "u"), False
+
+
 def series(directory):
-    """(steps, times, fields): every committed step, its time and its
-    field, mapped from the files with no copy."""
+    """(steps, times, fields, mapped): every committed step, its time and
+    its field, and how many of the fields are mapped rather than copied."""
     with tsnap.Store(directory, readonly=True) as store:
         steps = store.steps()
         if not steps:
             raise SystemExit(f"analyse_heat: no checkpoints in {directory}")
-        fields = [store.load(s, "u", mmap=True) for s in steps]
+        loaded = [field(store, s) for s in steps]
+        fields = [u for u, _ in loaded]
         times = []
         for s in steps:
             with tsnap.open(store.path(s)) as f:
                 times.append(float(f.attrs["time"]))
-    return steps, np.array(times), fields
+    return steps, np.array(times), fields, sum(m for _, m in loaded)
 
 
 def plot(steps, times, fields, out):
@@ -59,8 +73,9 @@ def main(argv):
         raise SystemExit("usage: python examples/analyse_heat.py DIR [OUT.png]")
     directory = argv[1]
     out = argv[2] if len(argv) == 3 else "heat.png"
-    steps, times, fields = series(directory)
-    print(f"analyse_heat: {len(steps)} checkpoints in {directory}, steps {steps[0]}..{steps[-1]}")
+    steps, times, fields, mapped = series(directory)
+    print(f"analyse_heat: {len(steps)} checkpoints in {directory}, steps {steps[0]}..{steps[-1]}"
+          f" ({mapped} mapped, {len(steps) - mapped} copied)")
     for s, t, f in zip(steps, times, fields):
         print(f"  step {s:>8}  t = {t:10.2f}  total heat {float(f.sum()):14.6f}"
               f"  peak {float(f.max()):10.6f}")

@@ -36,20 +36,6 @@
 
 #define EXIT_NODEVICE 77 /* the exit status that tells a test harness "skip" */
 
-static DLTensor f64(void *data, DLDevice device, int ndim, int64_t *shape)
-{
-    DLTensor t;
-    memset(&t, 0, sizeof t);
-    t.data = data;
-    t.device = device;
-    t.ndim = ndim;
-    t.shape = shape;
-    t.dtype.code = kDLFloat;
-    t.dtype.bits = 64;
-    t.dtype.lanes = 1;
-    return t;
-}
-
 /* Says what failed with tsnap's message; returns -1. */
 static int failed(const char *what)
 {
@@ -60,13 +46,8 @@ static int failed(const char *what)
 static void initial(double *u, int n)
 {
     for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++) {
-            double x = (double)j / (n - 1), y = (double)i / (n - 1);
-            double a = (x - 0.3) * (x - 0.3) + (y - 0.35) * (y - 0.35);
-            double b = (x - 0.7) * (x - 0.7) + (y - 0.6) * (y - 0.6);
-            int border = i == 0 || j == 0 || i == n - 1 || j == n - 1;
-            u[(size_t)i * n + j] = border ? 0 : 100.0 * (a < 0.01) + 60.0 * (b < 0.02);
-        }
+        for (int j = 0; j < n; j++)
+            u[(size_t)i * n + j] = heat_initial(i, j, n);
 }
 
 /* Loads the latest committed step into f->u (on its device): 1 with the
@@ -75,7 +56,7 @@ static int resume(tsnap_store *s, heat_field *f, int64_t *shape, int64_t *step)
 {
     char path[4096];
     tsnap_reader *r = NULL;
-    DLTensor t = f64(f->u, f->device, 2, shape);
+    DLTensor t = heat_f64(f->u, f->device, 2, shape);
     int err = tsnap_store_latest(s, step);
     if (err == TSNAP_ENOTFOUND)
         return 0;
@@ -94,7 +75,7 @@ static int checkpoint(tsnap_store *s, const heat_field *f, int64_t *shape, int64
     static const char *const names[1] = {"u"};
     DLDevice host = {kDLCPU, 0};
     double time = (double)step * HEAT_ALPHA; /* in units of dx^2 / alpha */
-    DLTensor t = f64(f->u, f->device, 2, shape), tv = f64(&time, host, 0, NULL);
+    DLTensor t = heat_f64(f->u, f->device, 2, shape), tv = heat_f64(&time, host, 0, NULL);
     tsnap_store_attr at = {"time", NULL, &tv};
     if (tsnap_store_save(s, step, names, &t, 1, &at, 1, 0) < 0)
         return failed("saving a checkpoint");
@@ -103,26 +84,14 @@ static int checkpoint(tsnap_store *s, const heat_field *f, int64_t *shape, int64
 
 int main(int argc, char **argv)
 {
-    const char *dir = NULL;
-    long steps = 2000, every = 100, size = 256, keep = 0;
-    int bad = 0, probe = 0, status = 1;
+    heat_options opt;
+    int status = 1;
     setvbuf(stdout, NULL, _IOLBF, 0); /* what it said before a kill is not lost */
-    for (int i = 1; i < argc && !bad; i++) {
-        long *opt = !strcmp(argv[i], "--steps") ? &steps
-                    : !strcmp(argv[i], "--every") ? &every
-                    : !strcmp(argv[i], "--size")  ? &size
-                    : !strcmp(argv[i], "--keep")  ? &keep
-                                                  : NULL;
-        if (opt && i + 1 < argc)
-            *opt = atol(argv[++i]);
-        else if (!opt && !strcmp(argv[i], "--probe"))
-            probe = 1;
-        else if (!opt && !dir && argv[i][0] != '-')
-            dir = argv[i];
-        else
-            bad = 1;
-    }
-    if (bad || !dir == !probe || steps < 0 || every < 0 || size < 3 || keep < 0) {
+    int bad = heat_parse_options(argc, argv, 1, &opt) < 0;
+    const char *dir = opt.dir;
+    long steps = opt.steps, every = opt.every, size = opt.size, keep = opt.keep;
+    int probe = opt.probe;
+    if (bad || !dir == !probe) {
         fprintf(stderr, "usage: %s DIR [--steps N] [--every K] [--size S] [--keep K]\n"
                         "       %s --probe\n", heat_program, heat_program);
         return 2;

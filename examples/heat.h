@@ -9,6 +9,9 @@
 #define HEAT_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <dlpack/dlpack.h>
 
@@ -34,6 +37,66 @@ extern "C" {
 static inline HEAT_HOST_DEVICE double heat_point(const double *u, size_t k, size_t n)
 {
     return u[k] + HEAT_ALPHA * (u[k - 1] + u[k + 1] + u[k - n] + u[k + n] - 4 * u[k]);
+}
+
+/* The initial value of point (i, j) of an n x n field: two hot spots,
+ * 0 on the border (heat.c and heat_mpi.c start from the same field). */
+static inline double heat_initial(int i, int j, int n)
+{
+    double x = (double)j / (n - 1), y = (double)i / (n - 1);
+    double a = (x - 0.3) * (x - 0.3) + (y - 0.35) * (y - 0.35);
+    double b = (x - 0.7) * (x - 0.7) + (y - 0.6) * (y - 0.6);
+    int border = i == 0 || j == 0 || i == n - 1 || j == n - 1;
+    return border ? 0 : 100.0 * (a < 0.01) + 60.0 * (b < 0.02);
+}
+
+/* The options of heat and heat_mpi:
+ *   DIR [--steps N] [--every K] [--size S] [--keep K]   (heat: or --probe) */
+typedef struct heat_options {
+    const char *dir;
+    long steps, every, size, keep;
+    int probe;
+} heat_options;
+
+/* Parses the options into *o (the defaults for those not given); -1 for
+ * an unknown option, a second DIR, or --probe where `probe_ok` is 0. */
+static inline int heat_parse_options(int argc, char **argv, int probe_ok, heat_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->steps = 2000;
+    o->every = 100;
+    o->size = 256;
+    for (int i = 1; i < argc; i++) {
+        long *opt = !strcmp(argv[i], "--steps") ? &o->steps
+                    : !strcmp(argv[i], "--every") ? &o->every
+                    : !strcmp(argv[i], "--size")  ? &o->size
+                    : !strcmp(argv[i], "--keep")  ? &o->keep
+                                                  : NULL;
+        if (opt && i + 1 < argc)
+            *opt = atol(argv[++i]);
+        else if (!opt && probe_ok && !strcmp(argv[i], "--probe"))
+            o->probe = 1;
+        else if (!opt && !o->dir && argv[i][0] != '-')
+            o->dir = argv[i];
+        else
+            return -1;
+    }
+    return o->steps < 0 || o->every < 0 || o->size < 3 || o->keep < 0 ? -1 : 0;
+}
+
+/* A float64 DLTensor over `data` (C order). */
+static inline DLTensor heat_f64(void *data, DLDevice device, int ndim, int64_t *shape)
+{
+    DLTensor t;
+    memset(&t, 0, sizeof t);
+    t.data = data;
+    t.device = device;
+    t.ndim = ndim;
+    t.shape = shape;
+    t.dtype.code = kDLFloat;
+    t.dtype.bits = 64;
+    t.dtype.lanes = 1;
+    return t;
 }
 
 /* The program's name, for its messages. */
