@@ -297,6 +297,35 @@ int tsnap__read_chunks(const tsnap_dset *t, const tsnap_selection *s, const tsna
 const char *tsnap__reader_path(const tsnap_reader *r);
 int tsnap__reader_fd(const tsnap_reader *r);
 
+/* ---- virtual.c: virtual datasets ------------------------------------ */
+
+/* A virtual tensor's blocks, and the part files a reader keeps open. */
+typedef struct tsnap_vds tsnap_vds;
+typedef struct tsnap_vds_cache tsnap_vds_cache;
+
+/* Reads the mappings of virtual tensor t (open) for its description:
+ * map_status TSNAP_MAP_VIRTUAL when tsnap can follow them, nparts.  *out
+ * (freed first) is kept by the reader; it stays NULL only when memory
+ * runs out, and the tensor is then read by HDF5 as are mappings tsnap
+ * cannot follow. */
+void tsnap__vds_load(tsnap_reader *r, const tsnap_dset *t, tsnap_tensor_info *info,
+                     tsnap_vds **out);
+void tsnap__vds_free(tsnap_vds *v);
+void tsnap__vds_cache_free(tsnap_vds_cache *c);
+/* Reads selection s of a followable virtual tensor into host view dst,
+ * block by block from the part files; `verify` (a whole read) checks
+ * each part's checksum on the way. */
+int tsnap__vds_read(tsnap_reader *r, const tsnap_dset *t, const tsnap_vds *v,
+                    const tsnap_selection *s, const tsnap_view *dst, bool verify);
+/* Checks the checksum of every block's part. */
+int tsnap__vds_verify(tsnap_reader *r, const tsnap_dset *t, const tsnap_vds *v);
+
+/* reader.c, for virtual.c: the part files a reader holds, and a
+ * tensor's description with its blocks (*vds NULL: not virtual). */
+tsnap_vds_cache **tsnap__reader_vds_cache(tsnap_reader *r);
+int tsnap__reader_vds(tsnap_reader *r, const char *name, tsnap_tensor_info *info,
+                      tsnap_vds **vds);
+
 /* ---- device.c: CUDA memory ---------------------------------------- */
 
 /*

@@ -33,6 +33,7 @@ struct attr_cache_entry {
 struct described {
     bool done;
     tsnap_tensor_info info;
+    tsnap_vds *vds; /* a virtual dataset's blocks */
 };
 
 struct tsnap_reader {
@@ -47,6 +48,7 @@ struct tsnap_reader {
     bool bias_known;
     struct attr_cache_entry *attrs;
     size_t nattrs;
+    tsnap_vds_cache *parts; /* the part files of virtual tensors, open */
 };
 
 typedef tsnap_dset tensor;
@@ -205,6 +207,9 @@ void tsnap_reader_free(tsnap_reader *r)
         H5Fclose(r->file);
         H5Eclear2(H5E_DEFAULT);
     }
+    for (size_t i = 0; r->desc && i < r->count; i++)
+        tsnap__vds_free(r->desc[i].vds);
+    tsnap__vds_cache_free(r->parts);
     free(r->desc); /* r->fd is HDF5's, closed with the file */
     for (size_t i = 0; i < r->count; i++)
         free(r->names[i]);
@@ -221,6 +226,8 @@ void tsnap_reader_free(tsnap_reader *r)
 const char *tsnap__reader_path(const tsnap_reader *r) { return r->path; }
 
 int tsnap__reader_fd(const tsnap_reader *r) { return r->fd; }
+
+tsnap_vds_cache **tsnap__reader_vds_cache(tsnap_reader *r) { return &r->parts; }
 
 int tsnap_reader_format_version(const tsnap_reader *r) { return r ? r->format_version : 0; }
 
@@ -526,6 +533,7 @@ const char *tsnap_map_status_str(tsnap_map_status status)
     case TSNAP_MAP_SCATTERED: return "chunks do not lie back to back in C order";
     case TSNAP_MAP_LAYOUT: return "compact, virtual or external storage";
     case TSNAP_MAP_TRUNCATED: return "the file is shorter than the data";
+    case TSNAP_MAP_VIRTUAL: return "virtual dataset over other files";
     default: return "unknown";
     }
 }
@@ -587,6 +595,14 @@ int tsnap_reader_describe(tsnap_reader *r, const char *name, tsnap_tensor_info *
     return 0;
 }
 
+int tsnap__reader_vds(tsnap_reader *r, const char *name, tsnap_tensor_info *info,
+                      tsnap_vds **vds)
+{
+    int err = tsnap_reader_describe(r, name, info);
+    *vds = err < 0 ? NULL : r->desc[find_name(r, name)].vds;
+    return err;
+}
+
 static void describe_open(tsnap_reader *r, tensor *t, tsnap_tensor_info *info)
 {
     char *sum = NULL;
@@ -617,6 +633,8 @@ static void describe_open(tsnap_reader *r, tensor *t, tsnap_tensor_info *info)
     info->stored_bytes = stored_bytes(t);
     info->big_endian = t->big_endian;
     info->map_status = locate(r, t, &info->offset);
+    if (H5Pget_layout(t->dcpl) == H5D_VIRTUAL)
+        tsnap__vds_load(r, t, info, &r->desc[find_name(r, name)].vds);
     if (info->map_status == TSNAP_MAP_OK || info->map_status == TSNAP_MAP_EMPTY)
         info->length = info->nbytes;
     else
@@ -980,6 +998,10 @@ static int read_tensor(tsnap_reader *r, const char *name, const int64_t *start,
             threads = 1;
     if (!info)
         info = described(r, &t);
+    if (info->map_status == TSNAP_MAP_VIRTUAL) { /* block by block from the part files */
+        err = tsnap__vds_read(r, &t, r->desc[find_name(r, name)].vds, &s, &v, verify);
+        goto done;
+    }
     /* Only a flat whole read goes without the dataset open. */
     if (!(s.whole && is_flat(info)) && t.dset < 0 &&
         ((err = tensor_open(r, name, &t)) < 0 ||
@@ -1030,6 +1052,10 @@ static int verify_one(tsnap_reader *r, const char *name)
 
     if ((err = tensor_open(r, name, &t)) < 0)
         return err;
+    if (described(r, &t)->map_status == TSNAP_MAP_VIRTUAL) {
+        err = tsnap__vds_verify(r, &t, r->desc[find_name(r, name)].vds);
+        goto done;
+    }
     if ((err = checksum_begin(r, &t, &recorded, &hash)) < 0 || !recorded ||
         (err = make_selection(r, &t, NULL, NULL, NULL, &s)) < 0)
         goto done;

@@ -320,11 +320,322 @@ static void test_percent_signs_in_source_names_are_taken_literally(void)
     free(got);
 }
 
+/* ---- reading with tsnap -------------------------------------------- */
+
+/* The elements start + k*step of C-order `data` of `shape`, in C order. */
+static void naive_slice(const unsigned char *data, size_t itemsize, int ndim,
+                        const int64_t *shape, const int64_t *start, const int64_t *count,
+                        const int64_t *step, unsigned char *out)
+{
+    int64_t cstride[TSNAP_MAX_NDIM], s = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+        cstride[d] = s;
+        s *= shape[d];
+    }
+    int64_t n = nelems(ndim, count);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t rem = i, src = 0;
+        for (int d = ndim - 1; d >= 0; d--) {
+            src += (start[d] + (rem % count[d]) * step[d]) * cstride[d];
+            rem /= count[d];
+        }
+        memcpy(out + i * (int64_t)itemsize, data + src * (int64_t)itemsize, itemsize);
+    }
+}
+
+/* Reads a selection into a destination with reversed strides (so every
+ * block lands through a strided sub-view) and compares it with `want`. */
+static void check_read(tsnap_reader *rd, const char *name, tsnap_dtype dtype, int ndim,
+                       const int64_t *start, int64_t *count, const int64_t *step,
+                       const unsigned char *want)
+{
+    size_t itemsize = dtype_row_of(dtype)->size, n = (size_t)nelems(ndim, count);
+    int64_t strides[3], s = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+        strides[d] = -s;
+        s *= count[d];
+    }
+    unsigned char *buf = alloc_filled(n * itemsize, 0xa5), *got = alloc_filled(n * itemsize, 0);
+    DLTensor dst = cpu_tensor(buf, dtype, ndim, count, strides, n ? (n - 1) * itemsize : 0);
+    if (CHECK_OK(tsnap_reader_read(rd, name, start, count, step, &dst))) {
+        naive_gather(&dst, itemsize, 0, got);
+        CHECK_MEM(got, want, n * itemsize, "the selection, into reversed strides");
+    }
+    free(buf);
+    free(got);
+}
+
+static void check_parts(tsnap_reader *rd, const char *name, const char *base, const layout *l)
+{
+    tsnap_tensor_info info;
+    CHECK_OK(tsnap_reader_describe(rd, name, &info));
+    CHECK_I64(info.map_status, TSNAP_MAP_VIRTUAL);
+    CHECK_I64(info.nparts, l->nblocks);
+    CHECK_I64(info.ndim, l->ndim);
+    for (int d = 0; d < l->ndim; d++)
+        CHECK_I64(info.shape[d], l->shape[d]);
+    CHECK_STR(tsnap_map_status_str(info.map_status), "virtual dataset over other files");
+    for (int i = 0; i < l->nblocks; i++) {
+        tsnap_part p;
+        char file[256];
+        part_name(file, sizeof file, base, i);
+        if (!CHECK_OK(tsnap_reader_part(rd, name, (size_t)i, &p)))
+            continue;
+        CHECK_STR(p.file, file);
+        CHECK_STR(p.path, tpath(file));
+        CHECK_STR(p.dataset, name);
+        for (int d = 0; d < l->ndim; d++) {
+            CHECK_I64(p.offset[d], l->offset[i][d]);
+            CHECK_I64(p.shape[d], l->block[i][d]);
+        }
+    }
+    tsnap_part p;
+    CHECK_ERR(tsnap_reader_part(rd, name, (size_t)l->nblocks, &p), TSNAP_EINVAL);
+}
+
+static void test_tsnap_reads_every_dtype_and_layout_whole_and_in_slices_across_blocks(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    for (size_t k = 0; k < NDTYPES; k++) {
+        tsnap_dtype dtype = DTYPES[k].dtype;
+        size_t itemsize = DTYPES[k].size;
+        for (size_t li = 0; li < NLAYOUTS; li++) {
+            const layout *l = &LAYOUTS[li];
+            const optset *o = li % 3 == 0 ? &OPT_PLAIN : li % 3 == 1 ? &OPT_DEFLATE : &OPT_TINY;
+            char base[64];
+            size_t nbytes;
+            ctx_set("%s/%s", DTYPES[k].name, l->label);
+            snprintf(base, sizeof base, "r-%zu-%zu.h5", k, li);
+            unsigned char *data = random_tensor(&r, dtype, l, &nbytes);
+            if (write_split(base, "g/u", dtype, l, data, o) != 0) {
+                free(data);
+                continue;
+            }
+            tsnap_reader *rd = open_reader(tpath(base));
+            check_parts(rd, "g/u", base, l);
+            int64_t zero[3] = {0, 0, 0}, one[3] = {1, 1, 1}, whole[3];
+            memcpy(whole, l->shape, sizeof whole);
+            check_read(rd, "g/u", dtype, l->ndim, zero, whole, one, data);
+            unsigned char *got = alloc_filled(nbytes, 0);
+            DLTensor dst = cpu_tensor(got, dtype, l->ndim, whole, NULL, 0);
+            CHECK_OK(tsnap_reader_read_verified(rd, "g/u", &dst));
+            CHECK_MEM(got, data, nbytes, "read_verified");
+            CHECK_OK(tsnap_reader_verify(rd, "g/u"));
+            CHECK_OK(tsnap_reader_verify(rd, NULL));
+            free(got);
+            /* random selections with steps, crossing the block borders */
+            for (int trial = 0; trial < 12; trial++) {
+                int64_t start[3], count[3], step[3];
+                for (int d = 0; d < l->ndim; d++) {
+                    start[d] = (int64_t)rng_below(&r, (uint64_t)l->shape[d]);
+                    step[d] = 1 + (int64_t)rng_below(&r, 3);
+                    int64_t most = (l->shape[d] - 1 - start[d]) / step[d] + 1;
+                    count[d] = trial == 0 ? 0 : 1 + (int64_t)rng_below(&r, (uint64_t)most);
+                }
+                size_t n = (size_t)nelems(l->ndim, count);
+                unsigned char *want = alloc_filled(n * itemsize, 0);
+                naive_slice(data, itemsize, l->ndim, l->shape, start, count, step, want);
+                check_read(rd, "g/u", dtype, l->ndim, start, count, step, want);
+                free(want);
+            }
+            tsnap_reader_free(rd);
+            free(data);
+        }
+    }
+    ctx_clear();
+}
+
+/* Flips one byte of tensor `name`'s data in a (flat) tsnap file. */
+static void damage(const char *path, const char *name)
+{
+    tsnap_reader *rd = open_reader(path);
+    tsnap_tensor_info info;
+    CHECK_OK_FATAL(tsnap_reader_describe(rd, name, &info));
+    CHECK_FATAL(info.map_status == TSNAP_MAP_OK);
+    tsnap_reader_free(rd);
+    size_t size;
+    unsigned char *bytes = slurp(path, &size);
+    CHECK_FATAL(bytes != NULL);
+    bytes[info.offset + info.length / 2] ^= 0x10;
+    CHECK(spit(path, bytes, size) == 0);
+    free(bytes);
+}
+
+static void test_a_damaged_or_missing_part_is_an_error_naming_the_tensor_and_the_part(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    const layout *l = &LAYOUTS[1]; /* rows [0:3], [3:4], [4:7] of (7, 5) */
+    size_t nbytes;
+    unsigned char *data = random_tensor(&r, TSNAP_INT32, l, &nbytes);
+    CHECK_OK_FATAL(write_split("d.h5", "u", TSNAP_INT32, l, data, &OPT_PLAIN));
+    char part2[256], part1[256];
+    part_name(part2, sizeof part2, "d.h5", 2);
+    part_name(part1, sizeof part1, "d.h5", 1);
+    damage(tpath(part2), "u");
+
+    tsnap_reader *rd = open_reader(tpath("d.h5"));
+    CHECK_ERR(tsnap_reader_verify(rd, "u"), TSNAP_ECHECKSUM);
+    CHECK_ERRMSG_HAS("tensor 'u'");
+    CHECK_ERRMSG_HAS(part2);
+    CHECK_ERR(tsnap_reader_verify(rd, NULL), TSNAP_ECHECKSUM);
+    int32_t got[35];
+    int64_t shape[2] = {7, 5};
+    DLTensor dst = cpu_tensor(got, TSNAP_INT32, 2, shape, NULL, 0);
+    CHECK_ERR(tsnap_reader_read_verified(rd, "u", &dst), TSNAP_ECHECKSUM);
+    CHECK_ERRMSG_HAS(part2);
+    tsnap_reader_free(rd);
+
+    CHECK_FATAL(unlink(tpath(part1)) == 0);
+    rd = open_reader(tpath("d.h5"));
+    CHECK_ERR(tsnap_reader_read(rd, "u", NULL, NULL, NULL, &dst), TSNAP_ENOTFOUND);
+    CHECK_ERRMSG_HAS("tensor 'u'");
+    CHECK_ERRMSG_HAS(part1);
+    CHECK_ERRMSG_HAS("is missing");
+    CHECK_ERR(tsnap_reader_verify(rd, NULL), TSNAP_ENOTFOUND);
+    /* a region inside block 0 still reads */
+    int64_t start[2] = {1, 0}, count[2] = {2, 5};
+    DLTensor two = cpu_tensor(got, TSNAP_INT32, 2, count, NULL, 0);
+    CHECK_OK(tsnap_reader_read(rd, "u", start, count, NULL, &two));
+    CHECK_MEM(got, data + 5 * 4, 10 * 4, "rows 1:3 from block 0");
+    tsnap_reader_free(rd);
+    free(data);
+}
+
+static void test_elements_no_block_covers_read_as_zero_as_in_hdf5(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    int64_t shape[2] = {4, 6}, bshape[2] = {2, 6};
+    int16_t block[12], got[24];
+    rng_fill_dtype(&r, block, 12, TSNAP_INT16);
+    DLTensor t = cpu_tensor(block, TSNAP_INT16, 2, bshape, NULL, 0);
+    tsnap_writer *w = NULL;
+    CHECK_OK_FATAL(tsnap_writer_create(&w, tpath("p.h5"), NULL));
+    CHECK_OK(tsnap_writer_put(w, "u", &t));
+    CHECK_OK(tsnap_writer_commit(w));
+    tsnap_writer_free(w);
+    tsnap_part p = part_of("p.h5", 1, 0, 2, 6);
+    CHECK_OK_FATAL(tsnap_writer_create(&w, tpath("gap.h5"), NULL));
+    CHECK_OK(tsnap_writer_put_virtual(w, "u", TSNAP_INT16, 2, shape, &p, 1));
+    CHECK_OK(tsnap_writer_commit(w));
+    tsnap_writer_free(w);
+    unsigned char *want = h5_read_all(tpath("gap.h5"), "u", sizeof got);
+    tsnap_reader *rd = open_reader(tpath("gap.h5"));
+    memset(got, 0x5a, sizeof got);
+    DLTensor dst = cpu_tensor(got, TSNAP_INT16, 2, shape, NULL, 0);
+    CHECK_OK(tsnap_reader_read(rd, "u", NULL, NULL, NULL, &dst));
+    CHECK_MEM(got, want, sizeof got, "HDF5's read, fill value included");
+    CHECK_MEM(got + 6, block, sizeof block, "the block");
+    CHECK(got[0] == 0 && got[23] == 0);
+    tsnap_reader_free(rd);
+    free(want);
+}
+
+/* A virtual dataset made with HDF5 directly, mapping part of a source
+ * and with a fill value: HDF5 reads it for tsnap, slowly but right. */
+static void test_mappings_tsnap_cannot_follow_are_read_by_hdf5(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    double src[10];
+    hsize_t n10 = 10, n8 = 8;
+    rng_fill_dtype(&r, src, 10, TSNAP_FLOAT64);
+    hid_t f = h5_create(tpath("src.h5"));
+    CHECK_FATAL(h5_put_dataset(f, "s", H5T_IEEE_F64LE, 1, &n10, H5P_DEFAULT, H5T_NATIVE_DOUBLE,
+                               src) == 0);
+    H5Fclose(f);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), vs = H5Screate_simple(1, &n8, NULL),
+          ss = H5Screate_simple(1, &n10, NULL);
+    hsize_t vstart = 1, sstart = 2, cnt = 6;
+    double fill = -1.5;
+    H5Pset_fill_value(dcpl, H5T_NATIVE_DOUBLE, &fill);
+    H5Sselect_hyperslab(vs, H5S_SELECT_SET, &vstart, NULL, &cnt, NULL);
+    H5Sselect_hyperslab(ss, H5S_SELECT_SET, &sstart, NULL, &cnt, NULL);
+    H5Pset_virtual(dcpl, vs, "src.h5", "s", ss);
+    f = h5_create(tpath("v.h5"));
+    hid_t space = H5Screate_simple(1, &n8, NULL);
+    hid_t d = H5Dcreate2(f, "v", H5T_IEEE_F64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    CHECK_FATAL(d >= 0);
+    H5Dclose(d);
+    H5Sclose(space);
+    H5Fclose(f);
+    H5Sclose(vs);
+    H5Sclose(ss);
+    H5Pclose(dcpl);
+
+    tsnap_reader *rd = open_reader(tpath("v.h5"));
+    tsnap_tensor_info info;
+    CHECK_OK(tsnap_reader_describe(rd, "v", &info));
+    CHECK_I64(info.map_status, TSNAP_MAP_LAYOUT);
+    CHECK_I64(info.nparts, 1);
+    tsnap_part p;
+    CHECK_ERR(tsnap_reader_part(rd, "v", 0, &p), TSNAP_EFORMAT);
+    CHECK_ERRMSG_HAS("part of a source");
+    double got[8], want[8] = {fill, src[2], src[3], src[4], src[5], src[6], src[7], fill};
+    int64_t shape[1] = {8};
+    DLTensor dst = cpu_tensor(got, TSNAP_FLOAT64, 1, shape, NULL, 0);
+    CHECK_OK(tsnap_reader_read(rd, "v", NULL, NULL, NULL, &dst));
+    CHECK_MEM(got, want, sizeof want, "HDF5's read through tsnap");
+    CHECK_OK(tsnap_reader_verify(rd, NULL));
+    int32_t i32[3] = {1, 2, 3};
+    int64_t three[1] = {3};
+    DLTensor plain = cpu_tensor(i32, TSNAP_INT32, 1, three, NULL, 0);
+    CHECK_ERR(tsnap_reader_part(rd, "nope", 0, &p), TSNAP_ENOTFOUND);
+    (void)plain;
+    tsnap_reader_free(rd);
+}
+
+static void test_a_tensor_of_more_parts_than_the_reader_keeps_open_reads_whole(void)
+{
+    enum { N = 150 };
+    rng r;
+    rng_init(&r, __func__);
+    static uint64_t v[N], got[N];
+    static tsnap_part parts[N];
+    static char files[N][64];
+    rng_fill_dtype(&r, v, N, TSNAP_UINT64);
+    for (int i = 0; i < N; i++) {
+        int64_t one[1] = {1};
+        DLTensor t = cpu_tensor(&v[i], TSNAP_UINT64, 1, one, NULL, 0);
+        tsnap_writer *w = NULL;
+        snprintf(files[i], sizeof files[i], "part-%03d.h5", i);
+        CHECK_OK_FATAL(tsnap_writer_create(&w, tpath(files[i]), NULL));
+        CHECK_OK(tsnap_writer_put(w, "x", &t));
+        CHECK_OK(tsnap_writer_commit(w));
+        tsnap_writer_free(w);
+        parts[i] = part_of(files[i], N - 1 - i, 0, 1, 0);
+        parts[i].dataset = "/x";
+    }
+    int64_t shape[1] = {N};
+    tsnap_writer *w = NULL;
+    CHECK_OK_FATAL(tsnap_writer_create(&w, tpath("many.h5"), NULL));
+    CHECK_OK(tsnap_writer_put_virtual(w, "x", TSNAP_UINT64, 1, shape, parts, N));
+    CHECK_OK(tsnap_writer_commit(w));
+    tsnap_writer_free(w);
+    tsnap_reader *rd = open_reader(tpath("many.h5"));
+    DLTensor dst = cpu_tensor(got, TSNAP_UINT64, 1, shape, NULL, 0);
+    for (int pass = 0; pass < 2; pass++) {
+        memset(got, 0, sizeof got);
+        CHECK_OK(tsnap_reader_read(rd, "x", NULL, NULL, NULL, &dst));
+        for (int i = 0; i < N; i++)
+            CHECK_MSG(got[N - 1 - i] == v[i], "element %d", N - 1 - i);
+    }
+    CHECK_OK(tsnap_reader_verify(rd, NULL));
+    tsnap_reader_free(rd);
+}
+
 const test_entry virtual_tests[] = {
     TEST(test_hdf5_reads_the_global_tensor_of_every_dtype_and_layout),
     TEST(test_relative_sources_read_from_another_directory_after_a_move),
     TEST(test_blocks_outside_the_shape_or_overlapping_are_refused_naming_them),
     TEST(test_a_taken_name_or_a_finished_writer_is_refused),
     TEST(test_percent_signs_in_source_names_are_taken_literally),
+    TEST(test_tsnap_reads_every_dtype_and_layout_whole_and_in_slices_across_blocks),
+    TEST(test_a_damaged_or_missing_part_is_an_error_naming_the_tensor_and_the_part),
+    TEST(test_elements_no_block_covers_read_as_zero_as_in_hdf5),
+    TEST(test_mappings_tsnap_cannot_follow_are_read_by_hdf5),
+    TEST(test_a_tensor_of_more_parts_than_the_reader_keeps_open_reads_whole),
     TEST_END,
 };
