@@ -685,6 +685,11 @@ typedef struct tsnap_store_hooks {
 TSNAP_API int tsnap_store_open_hooked(tsnap_store **out, const char *dir,
                                       const tsnap_store_options *opts,
                                       const tsnap_store_hooks *hooks);
+
+/** Sets this thread's error message (what tsnap_errmsg() returns next) to
+ *  `message` and returns `code`: how a hook, or a library built on this
+ *  API, reports a failure as tsnap's own calls do. */
+TSNAP_API int tsnap_set_error(int code, const char *message);
 #endif
 
 #ifdef __cplusplus

@@ -15,6 +15,7 @@
  * steps in order, each through begin/put/commit exactly as a waiting save
  * does.  HDF5 (built thread-safe) serialises its calls with the caller's.
  */
+#define TSNAP_STORE_HOOKS
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -39,10 +40,10 @@ typedef struct staged {
     char *name;
     DLTensor t;
     int64_t shape[TSNAP_MAX_NDIM];
-    void *heap;        /* the bytes, for host tensors */
+    void *heap;        /* the bytes: pinned for CUDA tensors */
     size_t heap_cap;
-    tsnap_stage stage; /* for CUDA tensors: its pinned copy */
-    bool device;
+    int pin_device;    /* pinned for that CUDA device's staging; -1: malloc'ed */
+    unsigned pin_gen;  /* the device's generation then (see tsnap__pinned_alloc) */
 } staged;
 
 typedef struct job {
@@ -60,6 +61,8 @@ struct tsnap_store {
     int lock_fd; /* -1: read only */
     tsnap_store_options opts;
     bool threadsafe; /* HDF5's calls may come from the background thread */
+    bool hooked;     /* hooks.write writes the steps */
+    tsnap_store_hooks hooks;
     /* the background saves */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -74,9 +77,13 @@ struct tsnap_store {
     struct spare {
         void *p;
         size_t cap;
+        int device; /* pinned for this CUDA device; -1: malloc'ed */
+        unsigned gen;
     } spare[16];
     size_t spare_bytes;
 };
+
+static void staging_free(struct spare *sp);
 
 /* The step a file name stands for, or -1: exactly the name
  * tsnap_store_path gives (so that each step has one name). */
@@ -197,6 +204,12 @@ static int take_lock(tsnap_store *s)
 
 int tsnap_store_open(tsnap_store **out, const char *dir, const tsnap_store_options *opts)
 {
+    return tsnap_store_open_hooked(out, dir, opts, NULL);
+}
+
+int tsnap_store_open_hooked(tsnap_store **out, const char *dir, const tsnap_store_options *opts,
+                            const tsnap_store_hooks *hooks)
+{
     static const tsnap_store_options defaults = TSNAP_STORE_OPTIONS_INIT;
     tsnap_store *s;
     struct stat st;
@@ -212,6 +225,8 @@ int tsnap_store_open(tsnap_store **out, const char *dir, const tsnap_store_optio
     if (opts && opts->keep_last < 0)
         return tsnap__err(TSNAP_EINVAL, dir, NULL, "keep_last is %d; it must be 0 (all) or more",
                           opts->keep_last);
+    if (hooks && !hooks->write)
+        return tsnap__err(TSNAP_EINVAL, dir, NULL, "the store's hooks have no write function");
     if (!(s = calloc(1, sizeof *s)) || !(s->dir = strdup(dir))) {
         free(s);
         return tsnap__err(TSNAP_ENOMEM, dir, NULL, "out of memory");
@@ -221,6 +236,10 @@ int tsnap_store_open(tsnap_store **out, const char *dir, const tsnap_store_optio
         s->dir[k - 1] = '\0';
     s->lock_fd = -1;
     s->opts = opts ? *opts : defaults;
+    if (hooks) {
+        s->hooked = true;
+        s->hooks = *hooks;
+    }
     if (!s->opts.staging_bytes)
         s->opts.staging_bytes = TSNAP_DEFAULT_STAGING_BYTES;
     hbool_t ts = 0;
@@ -241,7 +260,7 @@ int tsnap_store_open(tsnap_store **out, const char *dir, const tsnap_store_optio
         err = tsnap__err(TSNAP_ENOTFOUND, dir, NULL, "no store here: not a directory");
         goto fail;
     }
-    if (s->opts.writable) {
+    if (s->opts.writable && (!s->hooked || s->hooks.lock)) {
         if ((err = take_lock(s)) < 0)
             goto fail;
         remove_leftovers(s);
@@ -264,7 +283,7 @@ void tsnap_store_free(tsnap_store *s)
     if (s->started)
         pthread_join(s->thread, NULL);
     for (int i = 0; i < 16; i++)
-        free(s->spare[i].p);
+        staging_free(&s->spare[i]);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     if (s->lock_fd >= 0)
@@ -369,9 +388,10 @@ int tsnap_store_commit(tsnap_store *s, tsnap_writer *w)
     for (size_t i = 0; i + (size_t)s->opts.keep_last < n; i++) {
         if (v[i] == step || tsnap_store_path(s, v[i], path, sizeof path) < 0)
             continue;
-        if (unlink(path) < 0 && errno != ENOENT) {
-            err = tsnap__err(TSNAP_EIO, path, NULL, "cannot delete an old step: %s",
-                             strerror(errno));
+        if ((err = tsnap_snapshot_remove(path)) == TSNAP_ENOTFOUND) {
+            err = 0;
+        } else if (err < 0) {
+            err = tsnap__err(err, path, NULL, "cannot delete an old step: %s", tsnap_errmsg());
             break;
         }
     }
@@ -389,6 +409,8 @@ static int write_step(tsnap_store *s, int64_t step, const char *const *names,
                       const DLTensor *tensors, size_t n, const tsnap_store_attr *attrs,
                       size_t nattrs)
 {
+    if (s->hooked)
+        return s->hooks.write(s->hooks.ctx, s, step, names, tensors, n, attrs, nattrs);
     tsnap_writer *w = NULL;
     int err = tsnap_store_begin(s, step, &w);
     for (size_t i = 0; i < n && err == 0; i++)
@@ -402,54 +424,77 @@ static int write_step(tsnap_store *s, int64_t step, const char *const *names,
     return err;
 }
 
-/* A staging buffer of at least `size` bytes: a kept one, or a new one. */
-static void *staging_get(tsnap_store *s, size_t size, size_t *cap)
+/* A spare's memory back to the system (or the driver). */
+static void staging_free(struct spare *sp)
 {
-    int best = -1;
+    if (sp->device >= 0)
+        tsnap__pinned_free(sp->device, sp->gen, sp->p);
+    else
+        free(sp->p);
+    sp->p = NULL;
+}
+
+/* A staging buffer of at least `size` bytes into out->heap: a kept one or a
+ * new one, pinned when it is for CUDA `device` (-1: host). */
+static int staging_get(tsnap_store *s, size_t size, int device, staged *out)
+{
+    int best = -1, err = 0;
     pthread_mutex_lock(&s->mu);
-    for (int i = 0; i < 16; i++)
-        if (s->spare[i].p && s->spare[i].cap >= size &&
-            (best < 0 || s->spare[i].cap < s->spare[best].cap))
+    for (int i = 0; i < 16; i++) {
+        struct spare *sp = &s->spare[i];
+        if (sp->p && sp->device >= 0 && !tsnap__pinned_alive(sp->device, sp->gen)) {
+            s->spare_bytes -= sp->cap; /* a device reset freed it */
+            sp->p = NULL;
+        }
+        if (sp->p && sp->device == device && sp->cap >= size &&
+            (best < 0 || sp->cap < s->spare[best].cap))
             best = i;
+    }
     if (best >= 0) {
-        void *p = s->spare[best].p;
-        *cap = s->spare[best].cap;
-        s->spare[best].p = NULL;
-        s->spare_bytes -= *cap;
-        pthread_mutex_unlock(&s->mu);
-        return p;
+        struct spare *sp = &s->spare[best];
+        out->heap = sp->p;
+        out->heap_cap = sp->cap;
+        out->pin_gen = sp->gen;
+        s->spare_bytes -= sp->cap;
+        sp->p = NULL;
     }
     pthread_mutex_unlock(&s->mu);
-    *cap = size;
-    return malloc(size);
+    out->pin_device = device;
+    if (best >= 0)
+        return 0;
+    out->heap_cap = size;
+    if (device >= 0)
+        err = tsnap__pinned_alloc(device, size, &out->heap, &out->pin_gen, s->dir, out->name);
+    else if (!(out->heap = malloc(size)))
+        err = tsnap__err(TSNAP_ENOMEM, s->dir, out->name,
+                         "out of memory for %zu bytes of staging", size);
+    return err;
 }
 
 /* Keeps the buffer for the next save while the spares stay within the
  * staging budget; frees it otherwise. */
-static void staging_put(tsnap_store *s, void *p, size_t cap)
+static void staging_put(tsnap_store *s, staged *st)
 {
-    if (!p)
+    struct spare sp = {st->heap, st->heap_cap, st->pin_device, st->pin_gen};
+    if (!sp.p)
         return;
     pthread_mutex_lock(&s->mu);
-    if (s->spare_bytes + cap <= s->opts.staging_bytes)
+    if (s->spare_bytes + sp.cap <= s->opts.staging_bytes)
         for (int i = 0; i < 16; i++)
             if (!s->spare[i].p) {
-                s->spare[i].p = p;
-                s->spare[i].cap = cap;
-                s->spare_bytes += cap;
+                s->spare[i] = sp;
+                s->spare_bytes += sp.cap;
                 pthread_mutex_unlock(&s->mu);
                 return;
             }
     pthread_mutex_unlock(&s->mu);
-    free(p);
+    staging_free(&sp);
 }
 
 static void staged_free(tsnap_store *s, staged *list, size_t n)
 {
     for (size_t i = 0; list && i < n; i++) {
-        if (list[i].device)
-            tsnap__stage_close(&list[i].stage);
-        staging_put(s, list[i].heap, list[i].heap_cap);
+        staging_put(s, &list[i]);
         free(list[i].name);
     }
     free(list);
@@ -556,23 +601,16 @@ static int stage_tensor(tsnap_store *s, const char *name, const DLTensor *t, sta
         return tsnap__err(TSNAP_ENOMEM, s->dir, name, "out of memory");
     memcpy(out->shape, v.shape, (size_t)v.ndim * sizeof *v.shape);
     out->t = tsnap__host_tensor(NULL, v.dtype, v.ndim, out->shape);
-    if (v.device >= 0 && v.nelems > 0) {
-        /* from the device, through pinned memory kept until written */
-        if ((err = tsnap__stage_whole(&out->stage, &v, NULL, s->dir, out->name)) < 0)
-            return err;
-        out->device = true;
-        if ((err = tsnap__stage_wait(&out->stage, 0)) < 0)
-            return err;
-        out->t.data = out->stage.slot[0].host;
-        return 0;
-    }
-    if (!(out->heap = staging_get(s, v.nbytes ? (size_t)v.nbytes : 1, &out->heap_cap)))
-        return tsnap__err(TSNAP_ENOMEM, s->dir, name, "out of memory for %llu bytes of staging",
-                          (unsigned long long)v.nbytes);
-    if (v.nelems > 0)
+    /* from the device: into pinned memory that the next saves reuse */
+    if ((err = staging_get(s, v.nbytes ? (size_t)v.nbytes : 1, v.nelems > 0 ? v.device : -1,
+                           out)) < 0)
+        return err;
+    if (v.device >= 0 && v.nelems > 0)
+        err = tsnap__stage_into(&v, NULL, out->heap, s->dir, out->name);
+    else if (v.nelems > 0)
         tsnap__gather(&v, 0, v.nelems, out->heap);
     out->t.data = out->heap;
-    return 0;
+    return err;
 }
 
 int tsnap_store_save(tsnap_store *s, int64_t step, const char *const *names,
@@ -685,4 +723,80 @@ int tsnap_store_wait(tsnap_store *s)
     int err = take_bg_error_locked(s);
     pthread_mutex_unlock(&s->mu);
     return err;
+}
+
+/* ---- deleting a snapshot -------------------------------------------- */
+
+/* Removes what lies in directory `fd` (closed here), `depth` levels down
+ * at most: a parts folder holds save folders of part files. */
+static int remove_tree_at(int fd, const char *path, int depth)
+{
+    DIR *d = fdopendir(fd);
+    struct dirent *e;
+    int err = 0;
+
+    if (!d) {
+        close(fd);
+        return tsnap__err(TSNAP_EIO, path, NULL, "cannot list the parts: %s", strerror(errno));
+    }
+    while ((e = readdir(d)) && err == 0) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0 || errno == ENOENT)
+            continue;
+        if ((errno != EISDIR && errno != EPERM) || depth == 0) {
+            err = tsnap__err(TSNAP_EIO, path, NULL, "cannot delete %s: %s", e->d_name,
+                             strerror(errno));
+            break;
+        }
+        int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (sub < 0)
+            err = tsnap__err(TSNAP_EIO, path, NULL, "cannot open %s: %s", e->d_name,
+                             strerror(errno));
+        else if ((err = remove_tree_at(sub, path, depth - 1)) == 0 &&
+                 unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+            err = tsnap__err(TSNAP_EIO, path, NULL, "cannot delete %s: %s", e->d_name,
+                             strerror(errno));
+    }
+    closedir(d);
+    return err;
+}
+
+int tsnap_snapshot_remove(const char *path)
+{
+    char *parts = NULL;
+    int err = 0, fd;
+    bool had_file;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(path != NULL && *path);
+    if (!(had_file = unlink(path) == 0) && errno != ENOENT)
+        return tsnap__err(TSNAP_EIO, path, NULL, "cannot delete the snapshot: %s",
+                          strerror(errno));
+    size_t len = strlen(path) + sizeof ".parts";
+    if (!(parts = malloc(len)))
+        return tsnap__err(TSNAP_ENOMEM, path, NULL, "out of memory");
+    snprintf(parts, len, "%s.parts", path);
+    if ((fd = open(parts, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+        /* The snapshot's name goes first, durably: a reader must never
+         * find a snapshot whose parts are gone. */
+        if (had_file && (err = tsnap__fsync_dir_of(path, path)) < 0)
+            close(fd);
+        else if ((err = remove_tree_at(fd, parts, 2)) == 0 && rmdir(parts) < 0 &&
+                 errno != ENOENT)
+            err = tsnap__err(TSNAP_EIO, parts, NULL, "cannot delete the parts folder: %s",
+                             strerror(errno));
+    } else if (errno != ENOENT && errno != ENOTDIR) {
+        err = tsnap__err(TSNAP_EIO, parts, NULL, "cannot open the parts folder: %s",
+                         strerror(errno));
+    }
+    free(parts);
+    if (err == 0 && !had_file)
+        err = tsnap__err(TSNAP_ENOTFOUND, path, NULL, "no such snapshot");
+    return err;
+}
+
+int tsnap_set_error(int code, const char *message)
+{
+    return tsnap__err(code, NULL, NULL, "%s", message ? message : "");
 }
