@@ -79,6 +79,24 @@ PyObject *tsnap_ext_new_array(tsnap_dtype dtype, int ndim, const int64_t *shape,
 int tsnap_ext_dltensor(PyArrayObject *arr, tsnap_dtype dtype, DLTensor *t, int64_t *shape,
                        int64_t *strides);
 
+/*
+ * What tsnap._core shares with the other extension modules of the package
+ * (tsnap._mpi), as the capsule TSNAP_EXT_API_CAPSULE: the one lock and the
+ * helpers above.  raise_msg takes the message from the caller, whose
+ * library copy holds it.
+ */
+#define TSNAP_EXT_API_CAPSULE "tsnap._core._C_API"
+typedef struct tsnap_ext_api {
+    PyThread_type_lock lock;
+    PyObject *(*raise_msg)(int code, tsnap_ext_subject subject, const char *fmt, ...);
+    int (*dltensor)(PyArrayObject *arr, tsnap_dtype dtype, DLTensor *t, int64_t *shape,
+                    int64_t *strides);
+    PyObject *(*dlpack_take)(PyObject *obj, PyObject *stream, const char *name,
+                             DLManagedTensor **mt);
+    void (*dlpack_done)(PyObject *capsule, DLManagedTensor *mt);
+    PyObject *(*int64_tuple)(const int64_t *v, int n);
+} tsnap_ext_api;
+
 extern PyTypeObject tsnap_ext_WriterType;
 extern PyTypeObject tsnap_ext_ReaderType;
 extern PyTypeObject tsnap_ext_MappingType;

@@ -312,11 +312,15 @@ PyMODINIT_FUNC PyInit__core(void)
                                        TSNAP_CODEC_LZ4, TSNAP_CODEC_OTHER};
     const char *dtype_names[TSNAP_DTYPE_COUNT];
     int dtype_values[TSNAP_DTYPE_COUNT], ndtypes = 0;
-    PyObject *m;
+    static tsnap_ext_api api = {NULL, tsnap_ext_raise_msg, tsnap_ext_dltensor,
+                                tsnap_ext_dlpack_take, tsnap_ext_dlpack_done,
+                                tsnap_ext_int64_tuple};
+    PyObject *m, *capsule;
 
     import_array();
     if (!tsnap_ext_lock && !(tsnap_ext_lock = PyThread_allocate_lock()))
         return PyErr_NoMemory();
+    api.lock = tsnap_ext_lock;
     if (PyType_Ready(&tsnap_ext_WriterType) < 0 || PyType_Ready(&tsnap_ext_ReaderType) < 0 ||
         PyType_Ready(&tsnap_ext_MappingType) < 0 || PyType_Ready(&tsnap_ext_DeviceArrayType) < 0 ||
         PyType_Ready(&tsnap_ext_StoreType) < 0)
@@ -346,5 +350,12 @@ PyMODINIT_FUNC PyInit__core(void)
         Py_DECREF(m);
         return NULL;
     }
+    capsule = PyCapsule_New(&api, TSNAP_EXT_API_CAPSULE, NULL);
+    if (!capsule || PyModule_AddObjectRef(m, "_C_API", capsule) < 0) {
+        Py_XDECREF(capsule);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_DECREF(capsule);
     return m;
 }

@@ -6,11 +6,14 @@
         part = f["u"][10:20, ::2]                   # reads only those chunks
 
 Files are ordinary HDF5: h5py, h5dump and HDFView read them without tsnap.
+MPI jobs save one snapshot of their distributed tensors with tsnap.Shard
+and comm= (tsnap.save, tsnap.Store).
 """
 from . import _core, errors
 from .errors import CudaError, Error, FormatError, IntegrityError, NotMappableError, StateError
 from ._file import File, Tensor, load, open, verify
 from ._save import save
+from ._shard import Shard
 from ._store import Store
 
 DeviceArray = _core.DeviceArray
@@ -36,7 +39,7 @@ def set_threads(n):
     _core.set_threads(n)
 
 __all__ = [
-    "save", "load", "open", "verify", "File", "Tensor", "DeviceArray", "Store",
+    "save", "load", "open", "verify", "File", "Tensor", "DeviceArray", "Store", "Shard",
     "get_threads", "set_threads",
     "Error", "FormatError", "IntegrityError", "NotMappableError", "CudaError", "StateError",
     "errors",

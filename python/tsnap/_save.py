@@ -5,8 +5,9 @@ import os
 
 import numpy as np
 
-from . import _core, _dtypes as dtypes, errors
+from . import _core, _dtypes as dtypes, _shard, errors
 from ._file import encode_name
+from ._shard import Shard
 
 # The codecs a writer can be asked for: the library's, less "none"/"other".
 _CODEC_NAMES = tuple(n for n in _core.CODECS if n not in ("none", "other"))
@@ -63,6 +64,13 @@ def _tensor(path, name, value):
     if not isinstance(name, str):
         raise errors.TypeError(f"{path}: tensor names must be str, not {type(name).__name__}"
                                f" ({name!r})")
+    if isinstance(value, Shard):
+        # Without a communicator only a block that is the whole tensor.
+        if not value.covers_all():
+            raise errors.ValueError(f"{path}: tensor '{name}' is {value!r}, a block of a"
+                                    " distributed tensor: save it with comm= (an mpi4py"
+                                    " communicator), or give the whole tensor")
+        value = value.array
     if not isinstance(value, np.ndarray) and hasattr(value, "__dlpack__"):
         return ("dlpack", value, None)
     try:
@@ -118,8 +126,56 @@ def snapshot_items(path, tensors, attrs):
     return items, root
 
 
+def distributed_items(path, tensors, attrs):
+    """The tensors and attributes of a distributed save as tsnap._mpi
+    takes them: (name, kind, value, code, stream, shape, offset), shape and
+    offset None for a replicated tensor; (key, value, code)."""
+    if not isinstance(tensors, collections.abc.Mapping):
+        raise errors.TypeError(f"{path}: tensors must be a mapping of names to arrays,"
+                               f" not {type(tensors).__name__}")
+    items = []
+    for name, value in tensors.items():
+        block = value if isinstance(value, Shard) else None
+        kind, value, code = _tensor(path, name, block.array if block else value)
+        items.append((encode_name(path, name), kind, value, code or 0,
+                      _dlpack_stream(value) if kind == "dlpack" else None,
+                      block.shape if block else None, block.offset if block else None))
+    root = [(encode_name(path, key), *_attr(path, key, value))
+            for key, value in (attrs or {}).items()]
+    return items, root
+
+
+def option_tuple(options):
+    """write_options() as tsnap._mpi takes them, the default number of
+    threads made explicit (tsnap._mpi has a library of its own)."""
+    return (*(options[k] for k in ("codec", "level", "chunk_bytes", "checksum", "durable")),
+            options["threads"] or _core.threads())
+
+
+def _save_distributed(path, tensors, comm, attrs, options):
+    mpi = _shard.mpi_module()
+    comm = _shard.check_comm(path, comm)
+    options, (items, root) = _shard.collectively(comm, lambda: (
+        option_tuple(options()), distributed_items(path, tensors, attrs)))
+    writer = mpi.Writer(comm, path, options)  # collective
+    failure = None
+    try:
+        try:
+            for item in items:
+                writer.put(item)
+            for item in root:
+                writer.set_attr(item)
+        except errors.Error as e:
+            failure = e  # commit fails it on every rank
+        writer.commit()
+        if failure is not None:
+            raise failure
+    finally:
+        writer.abort()  # no-op after commit
+
+
 def save(path, tensors, *, attrs=None, compression=None, checksum=True, chunk_bytes=None,
-         durable=True, threads=None):
+         durable=True, threads=None, comm=None):
     """Writes `tensors` (a mapping of names to arrays) as one snapshot file.
 
     Values may be NumPy arrays (any strides and byte order), anything
@@ -133,8 +189,25 @@ def save(path, tensors, *, attrs=None, compression=None, checksum=True, chunk_by
     `path` only once complete (written under a temporary name, then
     renamed); with durable=True (the default) it is also fsync'ed, and so
     is its directory.  An existing file under `path` is replaced.
+
+    With `comm` (an mpi4py communicator) the save is collective: every rank
+    calls it with the same path, names and options.  A tsnap.Shard value is
+    that rank's block of a global tensor (the blocks of all ranks must tile
+    it exactly); any other value is replicated, and rank 0's is written.
+    Each rank writes its blocks into a part file of its own, in the folder
+    `path` + ".parts"; once every part is durable rank 0 writes `path`,
+    whose tensors are virtual datasets over the blocks, readable by
+    tsnap.load and h5py without MPI.  A failure or a refusal on any rank
+    (blocks that overlap, leave a gap or lie outside the shape; a dtype,
+    shape or name that differs between ranks) raises the same error on
+    every rank, naming the tensor and the ranks, and leaves no file.
+    Without `comm`, a Shard is accepted only when it is the whole tensor.
     """
     path = os.fsdecode(os.fspath(path))
+    if comm is not None:
+        _save_distributed(path, tensors, comm, attrs, lambda: write_options(
+            path, compression, checksum, chunk_bytes, durable, threads))
+        return
     options = write_options(path, compression, checksum, chunk_bytes, durable, threads)
     items, root = snapshot_items(path, tensors, attrs)
     writer = _core.Writer(path, **options)

@@ -1,0 +1,191 @@
+"""Distributed snapshots from Python: tsnap.save(comm=...) and
+tsnap.Store(comm=...) under real mpirun launches of 1 to 4 ranks
+(tests/python/mpi/write.py), every global tensor read back by h5py alone
+and by tsnap.load without MPI, equal to the array the blocks were cut
+from; every refusal raised on every rank with no file left; and a restart
+on 1, 2 and 3 ranks reading its own, differently cut blocks of what 4
+ranks wrote, from another working directory, after the files moved."""
+import shutil
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "mpi"))
+import cases  # noqa: E402
+import launch  # noqa: E402
+import pyhelpers  # noqa: E402
+
+import tsnap  # noqa: E402
+
+RANKS = [1, 2, 3, 4]
+_written = {}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory, seed):
+    """written(n) -> the folder write.py filled on n ranks (once each)."""
+    launch.require()
+
+    def get(n):
+        if n not in _written:
+            out = tmp_path_factory.mktemp(f"mpi-write-{n}")
+            launch.mpirun(n, "write.py", out, seed)
+            _written[n] = out
+        return _written[n]
+
+    return get
+
+
+def section(out, tag, n):
+    got = cases.results(out, tag, n)
+    for r, g in enumerate(got):
+        assert "crash" not in g, f"rank {r} of {n}: {g.get('crash')}"
+    return got
+
+
+def expected(seed, name):
+    dtype, shape, _ = cases.dtype_tensors()[name]
+    return dtype, cases.global_array(seed, name, dtype, shape)
+
+
+@pytest.mark.parametrize("n", RANKS)
+def test_every_dtype_and_cut_reads_as_the_global_tensor_in_h5py_and_tsnap(written, seed, n):
+    out = written(n)
+    section(out, "variants", n)
+    for variant in cases.VARIANTS:
+        path = out / f"{variant}.h5"
+        with h5py.File(path, "r") as f:
+            assert f.attrs["time"] == 2.5 and f.attrs["note"] == f"{n} ranks"
+            for name in cases.dtype_tensors():
+                dtype, want = expected(seed, name)
+                ds = f[name]
+                assert ds.shape == want.shape, (variant, name)
+                got = pyhelpers.expected_from_h5py(ds, dtype)
+                pyhelpers.assert_same_values(got, want, f"{variant} {name} (h5py)")
+            for name, want in cases.replicated(seed).items():
+                np.testing.assert_array_equal(f[name][()], want)
+        loaded = tsnap.load(path)
+        for name in cases.dtype_tensors():
+            pyhelpers.assert_same_values(loaded[name], expected(seed, name)[1],
+                                         f"{variant} {name} (tsnap.load)")
+        for name, want in cases.replicated(seed).items():
+            pyhelpers.assert_same_values(loaded[name], want, name)
+        assert tsnap.verify(path) == len(loaded)
+
+
+@pytest.mark.parametrize("n", RANKS)
+def test_a_replaced_snapshot_leaves_only_its_own_parts(written, n):
+    out = written(n)
+    section(out, "variants", n)
+    parts = out / "plain.h5.parts"
+    saves = [p for p in parts.iterdir()] if parts.exists() else []
+    assert len(saves) <= 1, f"{parts}: {saves}"
+    with h5py.File(out / "plain.h5", "r") as f:
+        sources = {src.file_name for src in f["long"].virtual_sources()}
+    for src in sources:
+        assert not Path(src).is_absolute(), src
+        assert (out / src).is_file(), src
+
+
+REFUSALS = {
+    # what -> (the ranks the message must name, given n), checked for n >= 2
+    "overlap": lambda n: [0, 1],
+    "gap": lambda n: [],  # no rank holds the rows: the message names them
+    "outside": lambda n: [n - 1],
+    "dtype": lambda n: [n - 1],
+    "shape": lambda n: [n - 1],
+    "missing": lambda n: [n - 1],
+    "bad-input": lambda n: [n - 1],
+}
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_every_refusal_raises_the_same_error_on_every_rank_and_leaves_no_file(written, n):
+    out = written(n)
+    got = section(out, "refusals", n)
+    for what, ranks in REFUSALS.items():
+        first = got[0][what]
+        assert first["class"] is not None, f"{what}: the save was not refused"
+        assert first["tsnap"], f"{what}: {first}"
+        msg = first["message"]
+        for r in range(n):
+            assert got[r][what]["class"] == first["class"], (what, r, got[r][what])
+            assert got[r][what]["message"] == msg, (what, r, got[r][what])
+            assert got[r][what]["left"] == [], (what, r, got[r][what]["left"])
+        name = "w" if what == "bad-input" else "v" if what == "missing" else "u"
+        assert f"'{name}'" in msg, (what, msg)
+        assert f"{what}.h5" in msg, (what, msg)
+        numbers = msg.replace(",", " ").replace("-", " ").replace(")", " ").split()
+        for r in ranks(n):
+            assert str(r) in numbers or f"{r}-" in msg, (what, r, msg)
+
+
+@pytest.mark.parametrize("n", RANKS)
+def test_the_distributed_store_saves_in_the_background_and_agrees_on_every_rank(written, seed,
+                                                                                n):
+    out = written(n)
+    got = section(out, "store", n)
+    for r in range(n):
+        assert got[r]["empty"] == [[], None]
+        assert got[r]["steps"] == [[0, 1], [1, 2, 3], [3, 4, 5]], r
+        assert got[r]["latest"] == [1, 3, 5], r
+        assert got[r]["after"][:2] == [[3, 4, 5], 5], r
+        assert got[r]["refused"] is not None and got[r]["refused"]["tsnap"], r
+        assert got[r]["refused"]["message"] == got[0]["refused"]["message"]
+        assert "'fields/u'" in got[r]["refused"]["message"]
+        assert all(got[r]["loads"].values()), got[r]["loads"]
+        assert got[r]["load_keys"] == ["count", "fields/m", "fields/u"]
+    store = out / "store"
+    names = sorted(p.name for p in store.iterdir() if not p.name.startswith("."))
+    assert [x for x in names if x.endswith(".h5")] == [
+        f"step-{s:012d}.h5" for s in (3, 4, 5)], names
+    assert all(x.endswith(".h5") or x.endswith(".h5.parts") for x in names), names
+    assert sorted(x for x in names if x.endswith(".parts")) == [
+        f"step-{s:012d}.h5.parts" for s in (3, 4, 5) if n > 0], names
+    for step in (3, 4, 5):
+        path = store / f"step-{step:012d}.h5"
+        _, whole = cases.step_tensors(seed, step, n, 0)
+        with h5py.File(path, "r") as f:
+            assert f.attrs["step"] == step and f.attrs["time"] == step / 4
+            for name, want in whole.items():
+                np.testing.assert_array_equal(f[name][()], want, err_msg=f"{step} {name}")
+        assert tsnap.verify(path) == 3
+
+
+@pytest.fixture(scope="module")
+def moved_four(written, tmp_path_factory):
+    """What 4 ranks wrote, moved to another folder (the snapshots and their
+    parts together)."""
+    src = written(4)
+    dst = tmp_path_factory.mktemp("moved") / "snapshots"
+    shutil.copytree(src, dst)
+    shutil.rmtree(src)
+    _written.pop(4)
+    return dst
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_a_restart_on_fewer_ranks_reads_its_own_blocks_of_what_four_wrote(moved_four, seed,
+                                                                          tmp_path, n):
+    store = moved_four / "store"
+    before = tsnap.Store(store, readonly=True).steps()
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    launch.mpirun(n, "restart.py", moved_four, out, seed, cwd=elsewhere)
+    got = section(out, "restart", n)
+    for r in range(n):
+        assert got[r]["mismatches"] == [], got[r]["mismatches"]
+        assert got[r]["blocks"] > len(cases.dtype_tensors()), got[r]
+        assert got[r]["latest"] == before[-1], got[r]
+    # the store went on from its latest step on n ranks, keeping 3 steps
+    after = tsnap.Store(store, readonly=True).steps()
+    assert after == before[1:] + [before[-1] + 1]
+    _, whole = cases.step_tensors(seed, after[-1], n, 0)
+    loaded = tsnap.load(store / f"step-{after[-1]:012d}.h5")
+    for name, want in whole.items():
+        np.testing.assert_array_equal(loaded[name], want, err_msg=name)
+    assert not (store / f"step-{before[0]:012d}.h5.parts").exists()
