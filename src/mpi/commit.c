@@ -129,6 +129,7 @@ static void pack(buf *b, const tm_record *rec, bool entries)
 {
     size_t n = entries ? rec->n : 0;
     put_i32(b, rec->err);
+    put_i32(b, rec->shared);
     put_i64(b, rec->seq);
     put_str(b, rec->err < 0 ? rec->msg : "");
     put_i64(b, (int64_t)n);
@@ -147,6 +148,7 @@ static void pack(buf *b, const tm_record *rec, bool entries)
 static bool unpack(reader *r, tm_record *rec)
 {
     rec->err = get_i32(r);
+    rec->shared = get_i32(r);
     rec->seq = get_i64(r);
     get_str(r, rec->msg, sizeof rec->msg);
     int64_t n = get_i64(r);
@@ -260,7 +262,7 @@ done:
     return err;
 }
 
-int tm_first_failure(const tm_record *recs, int nranks, char *msg, size_t len)
+int tm_first_failure(const tm_record *recs, int nranks, char *msg, size_t len, int64_t *seq)
 {
     int first = -1, nfailed = 0;
     for (int r = 0; r < nranks; r++) {
@@ -272,7 +274,11 @@ int tm_first_failure(const tm_record *recs, int nranks, char *msg, size_t len)
     }
     if (first < 0)
         return 0;
-    if (nfailed == 1 || nranks == 1)
+    if (seq)
+        *seq = recs[first].seq;
+    if (recs[first].shared)
+        snprintf(msg, len, "%s", recs[first].msg);
+    else if (nfailed == 1 || nranks == 1)
         snprintf(msg, len, "rank %d: %s", first, recs[first].msg);
     else
         snprintf(msg, len, "rank %d: %s (%d ranks failed)", first, recs[first].msg, nfailed);
@@ -332,7 +338,7 @@ int tm_agree(MPI_Comm comm, int err, const char *msg)
     if (e < 0)
         snprintf(out, sizeof out, "%s", tsnap_errmsg());
     else if (recs)
-        e = tm_first_failure(recs, size, out, sizeof out);
+        e = tm_first_failure(recs, size, out, sizeof out, NULL);
     tm_records_free(recs, recs ? size : 0);
     return tm_outcome(comm, e, out, NULL, 0);
 }

@@ -37,6 +37,7 @@ typedef struct tm_entry {
  * reported first) and its tensors. */
 typedef struct tm_record {
     int err;
+    int shared; /* the failure is an agreed outcome already: its message says it all */
     int64_t seq;
     char msg[TM_MSG_LEN];
     size_t n;
@@ -77,8 +78,9 @@ void tm_format_box(char *buf, size_t len, int ndim, const int64_t *lo, const int
 int tm_gather(MPI_Comm comm, const tm_record *mine, bool entries, tm_record **recs);
 void tm_records_free(tm_record *recs, int nranks);
 /* Rank 0: the failure to report among the records (the oldest, then the
- * lowest rank), in *err and msg; 0 if none failed. */
-int tm_first_failure(const tm_record *recs, int nranks, char *msg, size_t len);
+ * lowest rank): its code, its message in msg and its save in *seq (when
+ * not NULL); 0 if none failed. */
+int tm_first_failure(const tm_record *recs, int nranks, char *msg, size_t len, int64_t *seq);
 /* Collective: rank 0's outcome to every rank, as the return value and
  * the thread's message (plus `extra`, bytes rank 0 adds, e.g. a save id). */
 int tm_outcome(MPI_Comm comm, int err, const char *msg, char *extra, size_t extra_len);

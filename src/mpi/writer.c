@@ -342,7 +342,7 @@ int tsnap_mpi_writer_commit(tsnap_mpi_writer *w)
         snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
     if (w->rank == 0) {
         if (err == 0)
-            err = tm_first_failure(recs, w->size, msg, sizeof msg);
+            err = tm_first_failure(recs, w->size, msg, sizeof msg, NULL);
         if (err == 0 && (err = tm_plan(w->path, recs, w->size, &plan, &count)) < 0)
             snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
         if (err == 0 && (err = write_snapshot(w, plan, count)) < 0)

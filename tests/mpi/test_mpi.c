@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -459,6 +460,16 @@ static void check_refused(const char *path, int rc, const char *tensor, const ch
     MPI_Barrier(MPI_COMM_WORLD);
 }
 
+/* A refused call: the same code and message everywhere, naming the tensor. */
+static void check_refused_quiet(int rc, const char *tensor)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
+    CHECK(rc < 0, "not refused");
+    check_same_everywhere(rc, msg);
+    CHECK(strstr(msg, tensor) != NULL, "'%s' does not name tensor %s", msg, tensor);
+}
+
 typedef enum refusal { OVERLAP, GAP, OUTSIDE, DTYPE, SHAPE, MISSING, PUT_FAILS } refusal;
 
 static void test_refusals(void)
@@ -559,6 +570,188 @@ static void test_overwrite(void)
     MPI_Barrier(MPI_COMM_WORLD);
 }
 
+/* ---- the distributed store ------------------------------------------ */
+
+/* The tensors of `step` in the store tests: u cut into row blocks, v into
+ * column blocks (uneven, some empty), a replicated scalar. */
+typedef struct step_data {
+    int64_t ushape[2], vshape[2], uoff[2], ub[2], ust[2], voff[2], vb[2], vst[2];
+    void *u, *v;
+    double dt;
+    DLTensor tu, tv, tdt, ttime;
+    tsnap_mpi_tensor t[3];
+    tsnap_store_attr attrs[2];
+    double time;
+} step_data;
+
+static void step_make(step_data *d, const char *label, int64_t step, int64_t rows)
+{
+    memset(d, 0, sizeof *d);
+    d->ushape[0] = rows + g_size;
+    d->ushape[1] = 33;
+    d->vshape[0] = 5;
+    d->vshape[1] = 17 + 2 * g_size;
+    d->u = make_global(label, (uint64_t)step * 2, TSNAP_FLOAT64, 2, d->ushape);
+    d->v = make_global(label, (uint64_t)step * 2 + 1, TSNAP_UINT8, 2, d->vshape);
+    block_of(ALONG_FIRST, 2, d->ushape, g_rank, g_size, d->uoff, d->ub);
+    block_of(ALONG_LAST, 2, d->vshape, g_rank, g_size, d->voff, d->vb);
+    d->tu = view(d->u, TSNAP_FLOAT64, 2, d->ushape, d->uoff, d->ub, d->ust);
+    d->tv = view(d->v, TSNAP_UINT8, 2, d->vshape, d->voff, d->vb, d->vst);
+    d->dt = 0.5 * (double)step;
+    d->time = 10.0 * (double)step;
+    d->tdt = host(&d->dt, TSNAP_FLOAT64, 0, NULL, NULL);
+    d->ttime = host(&d->time, TSNAP_FLOAT64, 0, NULL, NULL);
+    d->t[0] = (tsnap_mpi_tensor){"fields/u", &d->tu, d->ushape, d->uoff};
+    d->t[1] = (tsnap_mpi_tensor){"fields/v", &d->tv, d->vshape, d->voff};
+    d->t[2] = (tsnap_mpi_tensor){"dt", &d->tdt, NULL, NULL};
+    d->attrs[0] = (tsnap_store_attr){"time", NULL, &d->ttime};
+    d->attrs[1] = (tsnap_store_attr){"run", "heat", NULL};
+}
+
+static void step_free(step_data *d)
+{
+    free(d->u);
+    free(d->v);
+}
+
+/* Rank 0 alone: the snapshot of `step` holds what step_make made. */
+static void step_check(const char *path, const char *label, int64_t step, int64_t rows)
+{
+    step_data d;
+    tsnap_reader *r;
+    tsnap_attr a;
+    rng rr = rng_for("step-slabs", (uint64_t)step);
+    step_make(&d, label, step, rows);
+    CHECK_OK(tsnap_reader_open(&r, path));
+    CHECK_OK(tsnap_reader_verify(r, NULL));
+    check_tensor(r, "fields/u", d.u, TSNAP_FLOAT64, 2, d.ushape, &rr);
+    check_tensor(r, "fields/v", d.v, TSNAP_UINT8, 2, d.vshape, &rr);
+    double dt = -1;
+    DLTensor tdt = host(&dt, TSNAP_FLOAT64, 0, NULL, NULL);
+    CHECK_OK(tsnap_reader_read(r, "dt", NULL, NULL, NULL, &tdt));
+    CHECK(dt == d.dt, "dt of step %lld is %g", (long long)step, dt);
+    CHECK_OK(tsnap_reader_attr_find(r, NULL, "step", &a));
+    CHECK(*(int64_t *)a.value.data == step, "attribute step of step %lld", (long long)step);
+    CHECK_OK(tsnap_reader_attr_find(r, NULL, "time", &a));
+    CHECK(*(double *)a.value.data == d.time, "attribute time of step %lld", (long long)step);
+    tsnap_reader_free(r);
+    step_free(&d);
+}
+
+/* The same listing on every rank, equal to want[n]. */
+static void check_steps(tsnap_mpi_store *s, const int64_t *want, size_t n)
+{
+    int64_t got[64], latest = -1;
+    size_t count = 0;
+    CHECK_OK(tsnap_mpi_store_steps(s, got, 64, &count));
+    CHECK(count == n, "%zu steps listed, not %zu", count, n);
+    for (size_t i = 0; i < n; i++)
+        CHECK(got[i] == want[i], "step %zu is %lld, not %lld", i, (long long)got[i],
+              (long long)want[i]);
+    int rc = tsnap_mpi_store_latest(s, &latest);
+    if (n == 0) {
+        CHECK(rc == TSNAP_ENOTFOUND, "latest of an empty store: %d", rc);
+    } else {
+        CHECK_OK(rc);
+        CHECK(latest == want[n - 1], "latest is %lld", (long long)latest);
+    }
+    int64_t root = latest;
+    MPI_Bcast(&root, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+    CHECK(root == latest, "latest %lld here, %lld on rank 0", (long long)latest, (long long)root);
+}
+
+static void test_store_background(void)
+{
+    char dir[4200], path[4300], parts[4400];
+    tsnap_store_options o = TSNAP_STORE_OPTIONS_INIT;
+    tsnap_mpi_store *s;
+    step_data d[6];
+    o.keep_last = 2;
+    o.write.codec = TSNAP_CODEC_ZSTD;
+    path_of(dir, sizeof dir, "store-bg");
+    CHECK_OK(tsnap_mpi_store_open(&s, MPI_COMM_WORLD, dir, &o));
+    check_steps(s, NULL, 0);
+    for (int64_t step = 0; step < 6; step++) {
+        step_make(&d[step], "store", step * 10, 40);
+        CHECK_OK(tsnap_mpi_store_save(s, step * 10, d[step].t, 3, d[step].attrs, 2, step % 3 == 2));
+    }
+    CHECK_OK(tsnap_mpi_store_wait(s));
+    for (int64_t step = 0; step < 6; step++)
+        step_free(&d[step]);
+    check_steps(s, (int64_t[]){40, 50}, 2);
+    if (g_rank == 0) {
+        for (int64_t step = 0; step < 6; step++) {
+            CHECK_OK(tsnap_mpi_store_path(s, step * 10, path, sizeof path));
+            snprintf(parts, sizeof parts, "%s.parts", path);
+            if (step < 4) {
+                CHECK(!exists(path) && !exists(parts), "step %lld or its parts remain",
+                      (long long)step * 10);
+            } else {
+                CHECK(entries_of(parts) == 1, "%s holds %d save folders", parts, entries_of(parts));
+                step_check(path, "store", step * 10, 40);
+            }
+        }
+    }
+    tsnap_mpi_store_free(s);
+}
+
+static void test_store_failures(void)
+{
+    char dir[4200], path[4300];
+    tsnap_store_options o = TSNAP_STORE_OPTIONS_INIT;
+    tsnap_mpi_store *s;
+    step_data d;
+    struct rlimit old, small;
+    path_of(dir, sizeof dir, "store-fail");
+    CHECK_OK(tsnap_mpi_store_open(&s, MPI_COMM_WORLD, dir, &o));
+    step_make(&d, "fail", 1, 200);
+    CHECK_OK(tsnap_mpi_store_save(s, 1, d.t, 3, d.attrs, 2, 1));
+    /* a refusal: checked before anything is written */
+    if (g_rank == g_size - 1)
+        d.uoff[1] = 1; /* outside */
+    int rc = tsnap_mpi_store_save(s, 2, d.t, 3, d.attrs, 2, 0);
+    check_refused_quiet(rc, "fields/u");
+    d.uoff[1] = 0;
+    CHECK_OK(tsnap_mpi_store_path(s, 2, path, sizeof path));
+    check_no_file(path);
+    /* a full disk on the last rank: its part cannot be written */
+    signal(SIGXFSZ, SIG_IGN);
+    getrlimit(RLIMIT_FSIZE, &old);
+    small = old;
+    small.rlim_cur = 4096;
+    if (g_rank == g_size - 1)
+        CHECK(setrlimit(RLIMIT_FSIZE, &small) == 0, "setrlimit: %s", strerror(errno));
+    int rc_save = tsnap_mpi_store_save(s, 2, d.t, 3, d.attrs, 2, 0);
+    char save_msg[1024];
+    snprintf(save_msg, sizeof save_msg, "%s", tsnap_errmsg());
+    CHECK(rc_save == 0, "a background save failed at once: %s", save_msg);
+    MPI_Barrier(MPI_COMM_WORLD);
+    int rc_wait = tsnap_mpi_store_wait(s);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
+    CHECK(rc_wait < 0, "the failed step was not reported");
+    check_same_everywhere(rc_wait, msg);
+    char needle[32];
+    snprintf(needle, sizeof needle, "rank %d", g_size - 1);
+    CHECK(strstr(msg, needle) != NULL, "'%s' does not name %s", msg, needle);
+    if (g_rank == g_size - 1)
+        CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0, "setrlimit: %s", strerror(errno));
+    MPI_Barrier(MPI_COMM_WORLD);
+    check_no_file(path);
+    CHECK_OK(tsnap_mpi_store_wait(s)); /* reported once */
+    check_steps(s, (int64_t[]){1}, 1);
+    /* and the store goes on */
+    CHECK_OK(tsnap_mpi_store_save(s, 2, d.t, 3, d.attrs, 2, 0));
+    CHECK_OK(tsnap_mpi_store_wait(s));
+    check_steps(s, (int64_t[]){1, 2}, 2);
+    if (g_rank == 0) {
+        CHECK_OK(tsnap_mpi_store_path(s, 1, path, sizeof path));
+        step_check(path, "fail", 1, 200);
+    }
+    step_free(&d);
+    tsnap_mpi_store_free(s);
+}
+
 /* ---- main ----------------------------------------------------------- */
 
 typedef struct test {
@@ -571,6 +764,8 @@ static const test tests[] = {
     {"decompositions_and_replicated", test_decompositions_and_replicated},
     {"refusals", test_refusals},
     {"overwrite", test_overwrite},
+    {"store_background", test_store_background},
+    {"store_failures", test_store_failures},
 };
 
 int main(int argc, char **argv)
@@ -588,8 +783,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "cannot make a temporary folder: %s\n", strerror(errno));
             MPI_Abort(MPI_COMM_WORLD, 1);
         }
-        printf("tsnap_mpi_tests: %d ranks, seed %" PRIu64 " (TSNAP_TEST_SEED), in %s\n", g_size,
-               g_seed, g_dir);
+        printf("tsnap_mpi_tests: %d ranks, seed %" PRIu64 " (TSNAP_TEST_SEED), in %s; store saves "
+               "%s\n",
+               g_size, g_seed, g_dir,
+               provided >= MPI_THREAD_MULTIPLE ? "in the background (MPI_THREAD_MULTIPLE)"
+                                               : "waiting (no MPI_THREAD_MULTIPLE)");
         fflush(stdout);
     }
     MPI_Bcast(&g_seed, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
