@@ -418,10 +418,11 @@ TSNAP_API const char *tsnap_map_status_str(tsnap_map_status status);
 
 /**
  * Block `index` (< info.nparts, in the order the file lists them) of a
- * virtual tensor.  The strings are owned by the reader.  TSNAP_ENOTFOUND
- * for no such tensor, TSNAP_EINVAL for an index out of range or a tensor
- * that is not virtual, TSNAP_EFORMAT for a mapping tsnap cannot follow
- * (HDF5 still reads it, slowly).
+ * virtual tensor.  The strings are owned by the reader.  The part file is
+ * not opened here.  TSNAP_ENOTFOUND for no such tensor, TSNAP_EINVAL for
+ * an index out of range or a tensor that is not virtual, TSNAP_EFORMAT
+ * for a mapping tsnap cannot follow (a part of a source, a printf-style
+ * name, overlapping blocks: HDF5 still reads it, slowly).
  */
 TSNAP_API int tsnap_reader_part(tsnap_reader *r, const char *name, size_t index,
                                 tsnap_part *part);
@@ -446,7 +447,10 @@ TSNAP_API int tsnap_reader_describe(tsnap_reader *r, const char *name, tsnap_ten
  * TSNAP_EFORMAT if HDF5 finds the stored bytes damaged (a metadata
  * checksum, or a filter that rejects a chunk), TSNAP_EIO if the system
  * fails to read.  `dst` in host memory, or in CUDA memory as
- * tsnap_reader_read_stream with a NULL stream reads it.
+ * tsnap_reader_read_stream with a NULL stream reads it.  A virtual tensor
+ * (TSNAP_MAP_VIRTUAL) is read block by block, each block's share of the
+ * selection straight from its part file; a part file that is missing or
+ * does not hold its block is TSNAP_EFORMAT naming it.
  */
 TSNAP_API int tsnap_reader_read(tsnap_reader *r, const char *name, const int64_t *start,
                                 const int64_t *count, const int64_t *step, const DLTensor *dst);

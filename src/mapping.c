@@ -6,6 +6,7 @@
  * truncated file (unless the file shrinks later, as with any mmap).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -23,6 +24,51 @@ struct tsnap_mapping {
 /* DLTensor.data of an empty mapping: valid, never dereferenced. */
 static const char empty_data[16];
 
+/* A virtual tensor whose one block is all of it maps that block from its
+ * part file; one of several blocks cannot be mapped as the tensor. */
+static int map_virtual(tsnap_mapping **out, tsnap_reader *r, const char *name,
+                       const tsnap_tensor_info *info)
+{
+    tsnap_part p;
+    tsnap_reader *part = NULL;
+    bool whole = info->nparts == 1;
+    int err;
+
+    if (!whole)
+        return tsnap__err(TSNAP_ENOTMAPPABLE, tsnap__reader_path(r), name,
+                          "cannot map: its blocks lie in %zu part files (map a block of one)",
+                          info->nparts);
+    if ((err = tsnap_reader_part(r, name, 0, &p)) < 0)
+        return err;
+    for (int d = 0; d < info->ndim; d++)
+        whole = whole && p.offset[d] == 0 && p.shape[d] == info->shape[d];
+    if (!whole)
+        return tsnap__err(TSNAP_ENOTMAPPABLE, tsnap__reader_path(r), name,
+                          "cannot map: its one block does not cover it");
+    if ((err = tsnap_reader_open(&part, p.path)) == 0 &&
+        (err = tsnap_mapping_create(out, part, p.dataset + strspn(p.dataset, "/"))) == 0) {
+        const DLTensor *t = tsnap_mapping_tensor(*out);
+        tsnap_dtype dtype = TSNAP_DTYPE_INVALID;
+        bool same = tsnap_dtype_from_dlpack(&dtype, t->dtype) == 0 && dtype == info->dtype &&
+                    t->ndim == info->ndim;
+        for (int d = 0; same && d < info->ndim; d++)
+            same = t->shape[d] == info->shape[d];
+        if (!same) {
+            tsnap_mapping_free(*out);
+            *out = NULL;
+            err = tsnap__err(TSNAP_EFORMAT, p.path, p.dataset,
+                             "the dataset is not the block: another dtype or shape");
+        }
+    }
+    if (err < 0) {
+        char cause[768];
+        snprintf(cause, sizeof cause, "%s", tsnap_errmsg());
+        err = tsnap__err(err, tsnap__reader_path(r), name, "its block (%s): %s", p.file, cause);
+    }
+    tsnap_reader_free(part);
+    return err;
+}
+
 int tsnap_mapping_create(tsnap_mapping **out, tsnap_reader *r, const char *name)
 {
     tsnap_tensor_info info;
@@ -37,6 +83,8 @@ int tsnap_mapping_create(tsnap_mapping **out, tsnap_reader *r, const char *name)
     if ((err = tsnap_reader_describe(r, name, &info)) < 0)
         return err;
     path = tsnap__reader_path(r);
+    if (info.map_status == TSNAP_MAP_VIRTUAL)
+        return map_virtual(out, r, name, &info);
     if (info.map_status != TSNAP_MAP_OK && info.map_status != TSNAP_MAP_EMPTY)
         return tsnap__err(TSNAP_ENOTMAPPABLE, path, name, "cannot map: %s",
                           tsnap_map_status_str(info.map_status));

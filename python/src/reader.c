@@ -120,19 +120,31 @@ static PyObject *reader_format_version(ReaderObject *self, void *closure)
     return PyLong_FromLong(tsnap_reader_format_version(self->r));
 }
 
+/* The tensor named by a method's one argument, described; -1 with an
+ * exception set. */
+static int describe_arg(ReaderObject *self, PyObject *args, const char **name,
+                        tsnap_tensor_info *info)
+{
+    int err;
+    if (!PyArg_ParseTuple(args, "y", name) || reader_check(self) < 0)
+        return -1;
+    TSNAP_EXT_CALL(err = tsnap_reader_describe(self->r, *name, info));
+    if (err < 0) {
+        tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+        return -1;
+    }
+    return 0;
+}
+
 /* describe(name) -> dict of tsnap_tensor_info's fields. */
 static PyObject *reader_describe(ReaderObject *self, PyObject *args)
 {
     const char *name;
     tsnap_tensor_info info;
     PyObject *shape = NULL, *chunks = NULL, *filters = NULL, *out = NULL;
-    int err;
 
-    if (!PyArg_ParseTuple(args, "y", &name) || reader_check(self) < 0)
+    if (describe_arg(self, args, &name, &info) < 0)
         return NULL;
-    TSNAP_EXT_CALL(err = tsnap_reader_describe(self->r, name, &info));
-    if (err < 0)
-        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
     if (!(shape = tsnap_ext_int64_tuple(info.shape, info.ndim)))
         goto done;
     if (info.chunked) {
@@ -150,7 +162,7 @@ static PyObject *reader_describe(ReaderObject *self, PyObject *args)
         PyTuple_SET_ITEM(filters, i, f);
     }
     out = Py_BuildValue(
-        "{s:i,s:O,s:O,s:i,s:O,s:O,s:K,s:K,s:O,s:i,s:s,s:K,s:K,s:N}",
+        "{s:i,s:O,s:O,s:i,s:O,s:O,s:K,s:K,s:O,s:i,s:s,s:K,s:K,s:n,s:N}",
         "dtype", (int)info.dtype, "shape", shape, "chunks", chunks, "codec", (int)info.codec,
         "shuffle", info.shuffle ? Py_True : Py_False, "filters", filters,
         "nbytes", (unsigned long long)info.nbytes,
@@ -158,12 +170,46 @@ static PyObject *reader_describe(ReaderObject *self, PyObject *args)
         "big_endian", info.big_endian ? Py_True : Py_False,
         "map_status", (int)info.map_status, "map_reason", tsnap_map_status_str(info.map_status),
         "offset", (unsigned long long)info.offset, "length", (unsigned long long)info.length,
-        "checksum",
+        "nparts", (Py_ssize_t)info.nparts, "checksum",
         PyUnicode_DecodeUTF8(info.checksum, (Py_ssize_t)strlen(info.checksum), "backslashreplace"));
 done:
     Py_XDECREF(shape);
     Py_XDECREF(chunks);
     Py_XDECREF(filters);
+    return out;
+}
+
+/* parts(name) -> [(file, path, dataset, offset, shape), ...]: the blocks
+ * of a virtual tensor, as tsnap_reader_part gives them. */
+static PyObject *reader_parts(ReaderObject *self, PyObject *args)
+{
+    const char *name;
+    tsnap_tensor_info info;
+    PyObject *out = NULL;
+    int err;
+
+    if (describe_arg(self, args, &name, &info) < 0)
+        return NULL;
+    if (!(out = PyList_New((Py_ssize_t)info.nparts)))
+        return NULL;
+    for (size_t i = 0; i < info.nparts; i++) {
+        tsnap_part p;
+        PyObject *item;
+        TSNAP_EXT_CALL(err = tsnap_reader_part(self->r, name, i, &p));
+        if (err < 0) {
+            Py_DECREF(out);
+            return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+        }
+        item = Py_BuildValue("(O&O&O&NN)", PyUnicode_DecodeFSDefault, p.file,
+                             PyUnicode_DecodeFSDefault, p.path, PyUnicode_DecodeFSDefault,
+                             p.dataset, tsnap_ext_int64_tuple(p.offset, info.ndim),
+                             tsnap_ext_int64_tuple(p.shape, info.ndim));
+        if (!item) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, (Py_ssize_t)i, item);
+    }
     return out;
 }
 
@@ -374,7 +420,9 @@ static PyObject *reader_read_many(ReaderObject *self, PyObject *args)
             goto fail;
         }
         int flat = info.map_status == TSNAP_MAP_OK || info.map_status == TSNAP_MAP_EMPTY;
-        int mapped = mode == 1 || (mode == 2 && !blocked && flat);
+        /* a virtual tensor maps when its one block is all of it */
+        int virt = info.map_status == TSNAP_MAP_VIRTUAL && info.nparts == 1;
+        int mapped = mode == 1 || (mode == 2 && !blocked && (flat || virt));
         err = 0;
         if (mapped && verify) /* the pages are checked before they are handed out */
             TSNAP_EXT_CALL(err = tsnap_reader_verify(self->r, name));
@@ -385,7 +433,10 @@ static PyObject *reader_read_many(ReaderObject *self, PyObject *args)
         } else if (mapped) {
             /* mode 1 and not flat: the library says why it cannot map */
             TSNAP_EXT_CALL(err = tsnap_mapping_create(&m, self->r, name));
-            arr = err < 0 ? tsnap_ext_raise(err, TSNAP_EXT_TENSOR) : mapped_array(m);
+            if (err == TSNAP_ENOTMAPPABLE && mode == 2) /* that one block does not lie flat */
+                arr = read_whole(self, name, &info, verify);
+            else
+                arr = err < 0 ? tsnap_ext_raise(err, TSNAP_EXT_TENSOR) : mapped_array(m);
         } else {
             arr = read_whole(self, name, &info, verify);
         }
@@ -492,6 +543,8 @@ static PyMethodDef reader_methods[] = {
     {"read", (PyCFunction)reader_read, METH_VARARGS,
      "read(name, dtype, shape, start=None, step=None, device=-1) -> ndarray"},
     {"map", (PyCFunction)reader_map, METH_VARARGS, "map(name) -> read-only ndarray"},
+    {"parts", (PyCFunction)reader_parts, METH_VARARGS,
+     "parts(name) -> [(file, path, dataset, offset, shape), ...] of a virtual tensor"},
     {"read_many", (PyCFunction)reader_read_many, METH_VARARGS,
      "read_many(names, mode, noview, verify=False) -> [(ndarray or None, dtype code), ...]"},
     {"verify", (PyCFunction)reader_verify, METH_VARARGS, "verify(name=None)"},

@@ -9,6 +9,15 @@ from . import _core, _dtypes as dtypes, errors
 
 _CODEC_NAMES = {code: (None if name == "none" else name) for name, code in _core.CODECS.items()}
 _MMAP_CHOICES = (False, True, "auto")
+_MAP_VIRTUAL = 9  # tsnap_map_status: a virtual dataset over other files
+
+
+class Part(collections.namedtuple("Part", "file dataset offset shape path")):
+    """One block of a virtual tensor: the whole of dataset `dataset` of the
+    part file `file` (as the snapshot names it, relative to its folder;
+    `path` is where it was found) holds the tensor's elements from
+    `offset` on, a block of `shape`."""
+    __slots__ = ()
 
 
 def _check_mmap(path, mmap):
@@ -159,6 +168,15 @@ class Tensor:
         return self.map_status is None
 
     @property
+    def parts(self):
+        """The blocks of a virtual tensor (a distributed snapshot's), as
+        Part tuples in the order the file lists them; [] for any other."""
+        if not self._info["nparts"]:
+            return []
+        return [Part(file, dataset, offset, shape, path) for file, path, dataset, offset, shape
+                in self._file._r().parts(self._key)]
+
+    @property
     def checksum(self):
         """The recorded checksum ("xxh3-64:..."), or None."""
         return self._info["checksum"] or None
@@ -208,6 +226,8 @@ class Tensor:
         reader = self._file._r()
         if mmap is False:
             return self._read(self.shape)
+        if self._info["map_status"] == _MAP_VIRTUAL:
+            return self._map_virtual(mmap)
         why = self.map_status
         if why is None:
             return dtypes.to_user(reader.map(self._key), self._info["dtype"])
@@ -216,6 +236,59 @@ class Tensor:
         # The library's own wording (tsnap_mapping_create's message).
         raise errors.NotMappableError(f"{self._file.path}: tensor '{self.name}':"
                                       f" cannot map: {why}")
+
+    def _map_virtual(self, mmap):
+        # The library maps a virtual tensor whose one block is all of it.
+        code = self._info["dtype"]
+        why = dtypes.why_not_view(code)
+        if why is None:
+            try:
+                return dtypes.to_user(self._file._r().map(self._key), code)
+            except errors.NotMappableError:
+                if mmap is True:
+                    raise
+        elif mmap is True:
+            raise errors.NotMappableError(f"{self._file.path}: tensor '{self.name}':"
+                                          f" cannot map: {why}")
+        return self._read(self.shape)
+
+    def read(self, key=(), *, mmap=False):
+        """``t[key]`` with a choice of copy or map, as numpy() has for the
+        whole tensor.  mmap=False: a copy (what ``t[key]`` gives).
+        mmap=True: a read-only view of the file's own pages, or
+        NotMappableError saying why; for a virtual tensor, the region
+        must lie inside one block, whose part file is then mapped.
+        mmap="auto": mapped when possible, else a copy."""
+        _check_mmap(self._file.path, mmap)
+        if mmap is False:
+            return self[key]
+        start, count, step, post = _selection(key, self.shape)
+        if 0 in count:
+            return self[key]
+        if self._info["map_status"] != _MAP_VIRTUAL:
+            if self.mappable:
+                return self.numpy(mmap=True)[tuple(
+                    slice(b, b + (n - 1) * s + 1, s) for b, n, s in zip(start, count, step))][post]
+            if mmap == "auto":
+                return self[key]
+            return self.numpy(mmap=True)  # raises, saying why
+        last = [b + (n - 1) * s for b, n, s in zip(start, count, step)]
+        for part in self.parts:
+            if all(o <= b and e < o + n
+                   for b, e, o, n in zip(start, last, part.offset, part.shape)):
+                whole = self._file._map_part(part, self.name, mmap)
+                if whole is None:  # "auto", and the block does not lie flat
+                    return self[key]
+                local = tuple(slice(b - o, e - o + 1, s)
+                              for b, e, s, o in zip(start, last, step, part.offset))
+                return whole[local][post]
+        if mmap == "auto":
+            return self[key]
+        region = ", ".join(f"{b}:{e + 1}" + (f":{s}" if s != 1 else "")
+                           for b, e, s in zip(start, last, step))
+        raise errors.NotMappableError(
+            f"{self._file.path}: tensor '{self.name}': cannot map [{region}]: it is not inside"
+            f" one block of the {self._info['nparts']} part files")
 
     def __array__(self, dtype=None, copy=None):
         a = self.numpy()
@@ -237,6 +310,7 @@ class File(collections.abc.Mapping):
         self._reader = _core.Reader(self.path)
         self._names = self._reader.names()
         self._index = frozenset(self._names)
+        self._part_maps = {}  # (path, dataset) -> the mapped block
 
     def _r(self):
         if self._reader is None:
@@ -298,6 +372,25 @@ class File(collections.abc.Mapping):
             out.append(dtypes.to_user(raw, code))
         return out
 
+    def _map_part(self, part, name, mmap):
+        """The whole block `part` of tensor `name`, mapped from its part
+        file (kept for the next region of it); None when mmap="auto" and
+        the block cannot be mapped."""
+        key = (part.path, part.dataset)
+        if key not in self._part_maps:
+            try:
+                with File(part.path) as f:
+                    self._part_maps[key] = f[part.dataset].numpy(mmap=True)
+            except errors.NotMappableError as e:
+                if mmap == "auto":
+                    return None
+                raise errors.NotMappableError(f"{self.path}: tensor '{name}': its block"
+                                              f" ({part.file}): {e}") from None
+            except (errors.Error, KeyError) as e:
+                raise type(e)(f"{self.path}: tensor '{name}': its block ({part.file}):"
+                              f" {e}") from None
+        return self._part_maps[key]
+
     def verify(self, name=None):
         """Recomputes the checksum of tensor `name` (default: every one);
         IntegrityError names the first that differs."""
@@ -308,6 +401,7 @@ class File(collections.abc.Mapping):
 
     def close(self):
         reader, self._reader = self._reader, None
+        self._part_maps = {}
         if reader is not None:
             reader.close()
 

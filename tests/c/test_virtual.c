@@ -489,11 +489,11 @@ static void test_a_damaged_or_missing_part_is_an_error_naming_the_tensor_and_the
 
     CHECK_FATAL(unlink(tpath(part1)) == 0);
     rd = open_reader(tpath("d.h5"));
-    CHECK_ERR(tsnap_reader_read(rd, "u", NULL, NULL, NULL, &dst), TSNAP_ENOTFOUND);
+    CHECK_ERR(tsnap_reader_read(rd, "u", NULL, NULL, NULL, &dst), TSNAP_EFORMAT);
     CHECK_ERRMSG_HAS("tensor 'u'");
     CHECK_ERRMSG_HAS(part1);
     CHECK_ERRMSG_HAS("is missing");
-    CHECK_ERR(tsnap_reader_verify(rd, NULL), TSNAP_ENOTFOUND);
+    CHECK_ERR(tsnap_reader_verify(rd, NULL), TSNAP_EFORMAT);
     /* a region inside block 0 still reads */
     int64_t start[2] = {1, 0}, count[2] = {2, 5};
     DLTensor two = cpu_tensor(got, TSNAP_INT32, 2, count, NULL, 0);
@@ -626,6 +626,39 @@ static void test_a_tensor_of_more_parts_than_the_reader_keeps_open_reads_whole(v
     tsnap_reader_free(rd);
 }
 
+static void test_a_tensor_of_one_block_maps_it_and_of_several_cannot_be_mapped(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    const layout *one = &LAYOUTS[5], *rows = &LAYOUTS[1];
+    size_t nbytes1, nbytes2;
+    unsigned char *d1 = random_tensor(&r, TSNAP_BFLOAT16, one, &nbytes1);
+    unsigned char *d2 = random_tensor(&r, TSNAP_FLOAT32, rows, &nbytes2);
+    CHECK_OK_FATAL(write_split("one.h5", "u", TSNAP_BFLOAT16, one, d1, &OPT_PLAIN));
+    CHECK_OK_FATAL(write_split("rows.h5", "u", TSNAP_FLOAT32, rows, d2, &OPT_PLAIN));
+    tsnap_reader *rd = open_reader(tpath("one.h5"));
+    tsnap_mapping *m = NULL;
+    if (CHECK_OK(tsnap_mapping_create(&m, rd, "u"))) {
+        const DLTensor *t = tsnap_mapping_tensor(m);
+        CHECK_I64(t->ndim, 2);
+        CHECK_I64(t->shape[0], 3);
+        CHECK_I64(t->shape[1], 4);
+        CHECK_MEM(t->data, d1, nbytes1, "the mapped block");
+    }
+    tsnap_reader_free(rd); /* the mapping outlives the reader */
+    if (m)
+        CHECK_MEM(tsnap_mapping_tensor(m)->data, d1, nbytes1, "the mapping after the reader");
+    tsnap_mapping_free(m);
+    m = NULL;
+    rd = open_reader(tpath("rows.h5"));
+    CHECK_ERR(tsnap_mapping_create(&m, rd, "u"), TSNAP_ENOTMAPPABLE);
+    CHECK_ERRMSG_HAS("3 part files");
+    CHECK(m == NULL);
+    tsnap_reader_free(rd);
+    free(d1);
+    free(d2);
+}
+
 const test_entry virtual_tests[] = {
     TEST(test_hdf5_reads_the_global_tensor_of_every_dtype_and_layout),
     TEST(test_relative_sources_read_from_another_directory_after_a_move),
@@ -637,5 +670,6 @@ const test_entry virtual_tests[] = {
     TEST(test_elements_no_block_covers_read_as_zero_as_in_hdf5),
     TEST(test_mappings_tsnap_cannot_follow_are_read_by_hdf5),
     TEST(test_a_tensor_of_more_parts_than_the_reader_keeps_open_reads_whole),
+    TEST(test_a_tensor_of_one_block_maps_it_and_of_several_cannot_be_mapped),
     TEST_END,
 };

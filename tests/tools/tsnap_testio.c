@@ -21,6 +21,11 @@
  *       write then read, and compares every tensor's bytes with the
  *       expected ones (a check that needs no Python; run by CTest).
  *
+ *   tsnap_testio virtual OUT.h5 NAME DTYPE SHAPE FILE:DATASET:OFFSET:BLOCK...
+ *       Writes OUT.h5 whose tensor NAME (DTYPE, SHAPE as "7,5") is a
+ *       virtual tensor over the given blocks (tsnap_writer_put_virtual);
+ *       FILE is relative to OUT.h5's folder, OFFSET and BLOCK as SHAPE.
+ *
  * Exit status: 0 good, 1 a library call failed, 2 usage or the file could
  * not be opened (read), 3 an inconsistency between the library's answers.
  * The seed is printed on stderr; env TSNAP_TEST_SEED sets the default.
@@ -1064,14 +1069,67 @@ static int cmd_roundtrip(const write_args *a)
 
 /* ------------------------------------------------------------------ */
 
+/* "7,5" into dims; the number of them, or -1. */
+static int parse_dims(const char *s, int64_t *dims)
+{
+    int n = 0;
+    char *end;
+    while (*s && n < TSNAP_MAX_NDIM) {
+        dims[n++] = strtoll(s, &end, 10);
+        if (end == s || (*end && *end != ','))
+            return -1;
+        s = *end ? end + 1 : end;
+    }
+    return *s ? -1 : n;
+}
+
+static int cmd_virtual(int argc, char **argv)
+{
+    int64_t shape[TSNAP_MAX_NDIM];
+    tsnap_dtype dtype;
+    size_t n = (size_t)(argc - 6);
+    tsnap_part *parts = calloc(n ? n : 1, sizeof *parts);
+    char **specs = calloc(n ? n : 1, sizeof *specs);
+    tsnap_writer *w = NULL;
+    int ndim = parse_dims(argv[5], shape), rc = 0;
+
+    if (!parts || !specs)
+        die(1, "out of memory");
+    if (ndim < 0 || tsnap_dtype_from_name(&dtype, argv[4]) < 0)
+        die(2, "bad dtype or shape: %s %s", argv[4], argv[5]);
+    for (size_t i = 0; i < n; i++) {
+        char *f = specs[i] = strdup(argv[6 + i]), *d, *o, *b;
+        if (!f || !(d = strchr(f, ':')) || !(o = strchr(d + 1, ':')) || !(b = strchr(o + 1, ':')))
+            die(2, "bad block %s (FILE:DATASET:OFFSET:BLOCK)", argv[6 + i]);
+        *d++ = *o++ = *b++ = '\0';
+        parts[i].file = f;
+        parts[i].dataset = d;
+        if (parse_dims(o, parts[i].offset) != ndim || parse_dims(b, parts[i].shape) != ndim)
+            die(2, "block %s: offset and shape need %d numbers", argv[6 + i], ndim);
+    }
+    if (tsnap_writer_create(&w, argv[2], NULL) < 0 ||
+        tsnap_writer_put_virtual(w, argv[3], dtype, ndim, shape, parts, n) < 0 ||
+        tsnap_writer_commit(w) < 0) {
+        fprintf(stderr, "%s\n", tsnap_errmsg());
+        rc = 1;
+    }
+    tsnap_writer_free(w);
+    for (size_t i = 0; i < n; i++)
+        free(specs[i]);
+    free(specs);
+    free(parts);
+    return rc;
+}
+
 static void usage(void)
 {
     fprintf(stderr,
             "usage: %s write OUT.h5 DIR [--codec none|deflate|zstd|lz4] [--level L] [--chunk-bytes N] [--seed S]"
             " [--no-checksum]\n"
             "       %s read IN.h5 DIR\n"
-            "       %s roundtrip DIR [--codec C] [--chunk-bytes N] [--seed S]\n",
-            g_prog, g_prog, g_prog);
+            "       %s roundtrip DIR [--codec C] [--chunk-bytes N] [--seed S]\n"
+            "       %s virtual OUT.h5 NAME DTYPE SHAPE FILE:DATASET:OFFSET:BLOCK...\n",
+            g_prog, g_prog, g_prog, g_prog);
     exit(2);
 }
 
@@ -1102,6 +1160,11 @@ int main(int argc, char **argv)
         if (rc == 0 && inconsistent)
             die(3, "%s: the reader's answers disagree (see above)", argv[2]);
         return rc;
+    }
+    if (!strcmp(argv[1], "virtual")) {
+        if (argc < 6)
+            usage();
+        return cmd_virtual(argc, argv);
     }
     if (!strcmp(argv[1], "roundtrip")) {
         a.dir = argv[2];
