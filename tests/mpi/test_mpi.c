@@ -580,17 +580,21 @@ typedef struct step_data {
     double dt;
     DLTensor tu, tv, tdt, ttime;
     tsnap_mpi_tensor t[3];
-    tsnap_store_attr attrs[2];
+    tsnap_store_attr attrs[3];
     double time;
+    int64_t nranks;
+    DLTensor tnranks;
 } step_data;
 
-static void step_make(step_data *d, const char *label, int64_t step, int64_t rows)
+/* `wsize`: the number of ranks that save it (the shapes depend on it). */
+static void step_make(step_data *d, const char *label, int64_t step, int64_t rows, int wsize)
 {
     memset(d, 0, sizeof *d);
-    d->ushape[0] = rows + g_size;
+    d->ushape[0] = rows + wsize;
     d->ushape[1] = 33;
     d->vshape[0] = 5;
-    d->vshape[1] = 17 + 2 * g_size;
+    d->vshape[1] = 17 + 2 * wsize;
+    d->nranks = wsize;
     d->u = make_global(label, (uint64_t)step * 2, TSNAP_FLOAT64, 2, d->ushape);
     d->v = make_global(label, (uint64_t)step * 2 + 1, TSNAP_UINT8, 2, d->vshape);
     block_of(ALONG_FIRST, 2, d->ushape, g_rank, g_size, d->uoff, d->ub);
@@ -606,6 +610,8 @@ static void step_make(step_data *d, const char *label, int64_t step, int64_t row
     d->t[2] = (tsnap_mpi_tensor){"dt", &d->tdt, NULL, NULL};
     d->attrs[0] = (tsnap_store_attr){"time", NULL, &d->ttime};
     d->attrs[1] = (tsnap_store_attr){"run", "heat", NULL};
+    d->tnranks = host(&d->nranks, TSNAP_INT64, 0, NULL, NULL);
+    d->attrs[2] = (tsnap_store_attr){"nranks", NULL, &d->tnranks};
 }
 
 static void step_free(step_data *d)
@@ -621,8 +627,9 @@ static void step_check(const char *path, const char *label, int64_t step, int64_
     tsnap_reader *r;
     tsnap_attr a;
     rng rr = rng_for("step-slabs", (uint64_t)step);
-    step_make(&d, label, step, rows);
     CHECK_OK(tsnap_reader_open(&r, path));
+    CHECK_OK(tsnap_reader_attr_find(r, NULL, "nranks", &a));
+    step_make(&d, label, step, rows, (int)*(int64_t *)a.value.data);
     CHECK_OK(tsnap_reader_verify(r, NULL));
     check_tensor(r, "fields/u", d.u, TSNAP_FLOAT64, 2, d.ushape, &rr);
     check_tensor(r, "fields/v", d.v, TSNAP_UINT8, 2, d.vshape, &rr);
@@ -672,8 +679,8 @@ static void test_store_background(void)
     CHECK_OK(tsnap_mpi_store_open(&s, MPI_COMM_WORLD, dir, &o));
     check_steps(s, NULL, 0);
     for (int64_t step = 0; step < 6; step++) {
-        step_make(&d[step], "store", step * 10, 40);
-        CHECK_OK(tsnap_mpi_store_save(s, step * 10, d[step].t, 3, d[step].attrs, 2, step % 3 == 2));
+        step_make(&d[step], "store", step * 10, 40, g_size);
+        CHECK_OK(tsnap_mpi_store_save(s, step * 10, d[step].t, 3, d[step].attrs, 3, step % 3 == 2));
     }
     CHECK_OK(tsnap_mpi_store_wait(s));
     for (int64_t step = 0; step < 6; step++)
@@ -704,12 +711,12 @@ static void test_store_failures(void)
     struct rlimit old, small;
     path_of(dir, sizeof dir, "store-fail");
     CHECK_OK(tsnap_mpi_store_open(&s, MPI_COMM_WORLD, dir, &o));
-    step_make(&d, "fail", 1, 200);
-    CHECK_OK(tsnap_mpi_store_save(s, 1, d.t, 3, d.attrs, 2, 1));
+    step_make(&d, "fail", 1, 200, g_size);
+    CHECK_OK(tsnap_mpi_store_save(s, 1, d.t, 3, d.attrs, 3, 1));
     /* a refusal: checked before anything is written */
     if (g_rank == g_size - 1)
         d.uoff[1] = 1; /* outside */
-    int rc = tsnap_mpi_store_save(s, 2, d.t, 3, d.attrs, 2, 0);
+    int rc = tsnap_mpi_store_save(s, 2, d.t, 3, d.attrs, 3, 0);
     check_refused_quiet(rc, "fields/u");
     d.uoff[1] = 0;
     CHECK_OK(tsnap_mpi_store_path(s, 2, path, sizeof path));
@@ -721,7 +728,7 @@ static void test_store_failures(void)
     small.rlim_cur = 4096;
     if (g_rank == g_size - 1)
         CHECK(setrlimit(RLIMIT_FSIZE, &small) == 0, "setrlimit: %s", strerror(errno));
-    int rc_save = tsnap_mpi_store_save(s, 2, d.t, 3, d.attrs, 2, 0);
+    int rc_save = tsnap_mpi_store_save(s, 2, d.t, 3, d.attrs, 3, 0);
     char save_msg[1024];
     snprintf(save_msg, sizeof save_msg, "%s", tsnap_errmsg());
     CHECK(rc_save == 0, "a background save failed at once: %s", save_msg);
@@ -741,7 +748,7 @@ static void test_store_failures(void)
     CHECK_OK(tsnap_mpi_store_wait(s)); /* reported once */
     check_steps(s, (int64_t[]){1}, 1);
     /* and the store goes on */
-    CHECK_OK(tsnap_mpi_store_save(s, 2, d.t, 3, d.attrs, 2, 0));
+    CHECK_OK(tsnap_mpi_store_save(s, 2, d.t, 3, d.attrs, 3, 0));
     CHECK_OK(tsnap_mpi_store_wait(s));
     check_steps(s, (int64_t[]){1, 2}, 2);
     if (g_rank == 0) {
@@ -750,6 +757,99 @@ static void test_store_failures(void)
     }
     step_free(&d);
     tsnap_mpi_store_free(s);
+}
+
+/* ---- killed saves (tests/mpi/kill.sh runs these modes) ----------------- */
+
+#define KILL_ROWS 300
+
+/* Saves steps into the store in g_dir until killed (or 400 steps). */
+static void mode_store_loop(void)
+{
+    char pidfile[4300];
+    tsnap_store_options o = TSNAP_STORE_OPTIONS_INIT;
+    tsnap_mpi_store *s;
+    int64_t start = 0;
+    o.keep_last = 3;
+    CHECK_OK(tsnap_mpi_store_open(&s, MPI_COMM_WORLD, g_dir, &o));
+    if (tsnap_mpi_store_latest(s, &start) == 0)
+        start++;
+    snprintf(pidfile, sizeof pidfile, "%s/pid-%d", g_dir, g_rank);
+    FILE *f = fopen(pidfile, "w");
+    CHECK(f != NULL, "cannot write %s", pidfile);
+    fprintf(f, "%d\n", (int)getpid());
+    fclose(f);
+    for (int64_t step = start; step < start + 400; step++) {
+        step_data d;
+        step_make(&d, "kill", step, KILL_ROWS, g_size);
+        CHECK_OK(tsnap_mpi_store_save(s, step, d.t, 3, d.attrs, 3, step % 2));
+        step_free(&d);
+    }
+    CHECK_OK(tsnap_mpi_store_wait(s));
+    tsnap_mpi_store_free(s);
+}
+
+/* One process, no writer: every listed step is whole and holds its data. */
+static void mode_store_check(void)
+{
+    tsnap_store_options o = TSNAP_STORE_OPTIONS_INIT;
+    tsnap_store *s;
+    int64_t steps[64];
+    size_t n = 0;
+    char path[4300];
+    o.writable = 0;
+    CHECK(g_size == 1, "store_check runs on one rank");
+    CHECK_OK(tsnap_store_open(&s, g_dir, &o));
+    CHECK_OK(tsnap_store_steps(s, steps, 64, &n));
+    for (size_t i = 0; i < n && i < 64; i++) {
+        CHECK_OK(tsnap_store_path(s, steps[i], path, sizeof path));
+        step_check(path, "kill", steps[i], KILL_ROWS);
+    }
+    printf("  %zu committed steps whole after the kill\n", n);
+    tsnap_store_free(s);
+}
+
+/* Reopens the store (which removes what the killed saves left), checks
+ * that nothing is left, and saves on. */
+static void mode_store_reopen(void)
+{
+    tsnap_store_options o = TSNAP_STORE_OPTIONS_INIT;
+    tsnap_mpi_store *s;
+    int64_t start = 0;
+    o.keep_last = 3;
+    CHECK_OK(tsnap_mpi_store_open(&s, MPI_COMM_WORLD, g_dir, &o));
+    if (g_rank == 0) {
+        DIR *d = opendir(g_dir);
+        struct dirent *e;
+        CHECK(d != NULL, "cannot list %s", g_dir);
+        while ((e = readdir(d))) {
+            char full[4400], snap[4400];
+            size_t len = strlen(e->d_name);
+            snprintf(full, sizeof full, "%s/%s", g_dir, e->d_name);
+            CHECK(strstr(e->d_name, "tsnap-tmp") == NULL, "%s was left", full);
+            if (len > 6 && strcmp(e->d_name + len - 6, ".parts") == 0) {
+                snprintf(snap, sizeof snap, "%s/%.*s", g_dir, (int)(len - 6), e->d_name);
+                CHECK(exists(snap), "%s has no snapshot", full);
+                CHECK(entries_of(full) == 1, "%s holds %d save folders", full, entries_of(full));
+            }
+        }
+        closedir(d);
+    }
+    if (tsnap_mpi_store_latest(s, &start) == 0)
+        start++;
+    for (int64_t step = start; step < start + 2; step++) {
+        step_data d;
+        step_make(&d, "kill", step, KILL_ROWS, g_size);
+        CHECK_OK(tsnap_mpi_store_save(s, step, d.t, 3, d.attrs, 3, 0));
+        step_free(&d);
+    }
+    CHECK_OK(tsnap_mpi_store_wait(s));
+    tsnap_mpi_store_free(s);
+    if (g_rank == 0) {
+        char path[4300];
+        snprintf(path, sizeof path, "%s/step-%012lld.h5", g_dir, (long long)start + 1);
+        step_check(path, "kill", start + 1, KILL_ROWS);
+    }
 }
 
 /* ---- main ----------------------------------------------------------- */
@@ -774,6 +874,21 @@ int main(int argc, char **argv)
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    static const test modes[] = {
+        {"store_loop", mode_store_loop},
+        {"store_check", mode_store_check},
+        {"store_reopen", mode_store_reopen},
+    };
+    for (size_t i = 0; argc == 3 && i < sizeof modes / sizeof *modes; i++)
+        if (strcmp(argv[1], modes[i].name) == 0) {
+            const char *seed = getenv("TSNAP_TEST_SEED");
+            g_seed = seed ? strtoull(seed, NULL, 10) : 1;
+            snprintf(g_dir, sizeof g_dir, "%s", argv[2]);
+            g_test = modes[i].name;
+            modes[i].fn();
+            MPI_Finalize();
+            return 0;
+        }
     if (g_rank == 0) {
         const char *s = getenv("TSNAP_TEST_SEED");
         const char *tmp = getenv("TMPDIR");
