@@ -1,6 +1,7 @@
 """tsnap.Shard and what save(comm=...) and Store(comm=...) share: the MPI
 module, loaded only when a communicator is given, and the agreement that
 makes a rank's bad input fail the call on every rank."""
+import importlib
 import numbers
 
 import numpy as np
@@ -90,7 +91,7 @@ def mpi_module():
     global _mpi
     if _mpi is None:
         try:
-            from . import _mpi as mod
+            mod = importlib.import_module(f"{__package__}._mpi")
         except ModuleNotFoundError:
             raise errors.Error("tsnap: MPI support is not built into this installation (no"
                                " tsnap._mpi): build tsnap where MPI is found") from None

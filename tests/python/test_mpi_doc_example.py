@@ -33,4 +33,6 @@ def test_the_documented_example_runs_on_three_ranks(tmp_path):
         assert f["dt"][()] == 0.01
     store = tsnap.Store(tmp_path / "run", readonly=True)
     assert store.steps() == [200, 300, 400]
-    np.testing.assert_array_equal(store.load(400, "u"), want + 5)
+    for _ in range(5):  # as the example steps, in float32
+        want += 1
+    np.testing.assert_array_equal(store.load(400, "u"), want)

@@ -25,7 +25,7 @@ def check_step(path, seed, step):
     assert sorted(loaded) == sorted(whole), path
     for name, want in whole.items():
         np.testing.assert_array_equal(loaded[name], want, err_msg=f"{path} {name}")
-    assert tsnap.verify(path) == len(whole)
+    tsnap.verify(path)
     with h5py.File(path, "r") as f:
         assert f.attrs["step"] == step
         np.testing.assert_array_equal(f["fields/u"][()], whole["fields/u"])
