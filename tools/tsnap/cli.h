@@ -106,6 +106,10 @@ void cli_print_value(FILE *f, tsnap_dtype dtype, const void *data, uint64_t i);
  *  exist (errno set). */
 int cli_is_dir(const char *path);
 
+/** The bytes a snapshot takes: its file, and for a distributed one the
+ *  files of its parts folder (PATH + ".parts"). */
+uint64_t cli_snapshot_size(const char *path);
+
 /** Opens a reader, printing the library's message on failure. */
 int cli_open(tsnap_reader **r, const char *path);
 

@@ -3,6 +3,7 @@
  * and the progress bar that the subcommands share.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -340,6 +341,36 @@ int cli_is_dir(const char *path)
     if (stat(path, &st) < 0)
         return -1;
     return S_ISDIR(st.st_mode) ? 1 : 0;
+}
+
+/* Adds up the sizes of the regular files under a folder (nftw's callback
+ * has no context argument: one walk at a time). */
+static uint64_t walk_total;
+static int add_size(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)path;
+    (void)ftw;
+    if (type == FTW_F && S_ISREG(st->st_mode))
+        walk_total += (uint64_t)st->st_size;
+    return 0;
+}
+
+uint64_t cli_snapshot_size(const char *path)
+{
+    struct stat st;
+    size_t n = strlen(path);
+    char *parts = malloc(n + sizeof ".parts");
+    uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+
+    if (parts) {
+        memcpy(parts, path, n);
+        memcpy(parts + n, ".parts", sizeof ".parts");
+        walk_total = 0;
+        if (cli_is_dir(parts) == 1 && nftw(parts, add_size, 16, FTW_PHYS) == 0)
+            size += walk_total;
+        free(parts);
+    }
+    return size;
 }
 
 int cli_open(tsnap_reader **r, const char *path)

@@ -268,7 +268,7 @@ static int read_whole(job *j, const char *name, tsnap_tensor_info *info, holding
 
     if (hold(h, info->nbytes, j, name) < 0)
         return -1;
-    if (j->o->verify && info->checksum[0]) {
+    if (j->o->verify && (info->checksum[0] || info->map_status == TSNAP_MAP_VIRTUAL)) {
         host_tensor(&t, h->data, info);
         if (tsnap_reader_read_verified(j->r, name, &t) < 0)
             return lib_error(j);

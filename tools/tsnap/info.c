@@ -181,7 +181,7 @@ static int info_file(const char *path, int json)
     tsnap_reader *r;
     h5_details h5;
     uint64_t nbytes = 0, stored = 0;
-    size_t n, mappable = 0, unreadable = 0;
+    size_t n, mappable = 0, unreadable = 0, virt = 0;
     const char *producer, *created;
     char a[16], b[16], c[16];
     int version;
@@ -202,7 +202,9 @@ static int info_file(const char *path, int json)
         nbytes += info.nbytes;
         stored += info.stored_bytes;
         mappable += info.map_status == TSNAP_MAP_OK || info.map_status == TSNAP_MAP_EMPTY;
+        virt += info.map_status == TSNAP_MAP_VIRTUAL;
     }
+    uint64_t with_parts = cli_snapshot_size(path);
     version = tsnap_reader_format_version(r);
     producer = root_string(r, "producer");
     created = root_string(r, "created");
@@ -216,17 +218,21 @@ static int info_file(const char *path, int json)
         printf(", \"file_size\": %" PRIu64 ", \"hdf5\": {\"superblock_version\": %u, "
                "\"free_space\": %" PRIu64 ", \"userblock\": %" PRIu64 "}",
                h5.file_size, h5.superblock, h5.free_space, h5.userblock);
-        printf(", \"tensors\": %zu, \"unreadable\": %zu, \"mappable\": %zu, \"nbytes\": %" PRIu64
+        printf(", \"tensors\": %zu, \"unreadable\": %zu, \"mappable\": %zu, \"virtual\": %zu"
+               ", \"size_with_parts\": %" PRIu64 ", \"nbytes\": %" PRIu64
                ", \"stored_bytes\": %" PRIu64 ", \"attrs\": ",
-               n, unreadable, mappable, nbytes, stored);
+               n, unreadable, mappable, virt, with_parts, nbytes, stored);
         print_attrs(r, NULL, 1);
         fputc('}', stdout);
         tsnap_reader_free(r);
         return CLI_OK;
     }
     printf("file:        %s\n", path);
-    printf("size:        %s (%" PRIu64 " bytes)\n", cli_bytes_str(h5.file_size, a, sizeof a),
+    printf("size:        %s (%" PRIu64 " bytes)", cli_bytes_str(h5.file_size, a, sizeof a),
            h5.file_size);
+    if (with_parts > h5.file_size)
+        printf(", %s with its parts folder", cli_bytes_str(with_parts, b, sizeof b));
+    printf("\n");
     if (version)
         printf("format:      tsnap %d, written by %s\n", version, producer ? producer : "?");
     else
@@ -240,6 +246,8 @@ static int info_file(const char *path, int json)
     if (stored)
         printf(" (ratio %.2f)", (double)nbytes / (double)stored);
     printf("; %zu mappable", mappable);
+    if (virt)
+        printf("; %zu virtual (their blocks in part files: tsnap info PATH NAME)", virt);
     if (unreadable)
         printf("; %zu tsnap cannot read", unreadable);
     printf("\nattributes:\n");
@@ -250,6 +258,125 @@ static int info_file(const char *path, int json)
 
 /* ---- one tensor ---- */
 
+/* The blocks of a virtual tensor, each with what its part file says of
+ * it (codec, stored bytes) or why it cannot be read; the stored bytes of
+ * all of them into *stored (0 if one is unreadable). */
+static void print_parts(tsnap_reader *r, const char *name, const tsnap_tensor_info *t, int json,
+                        uint64_t *stored)
+{
+    *stored = 0;
+    if (json)
+        fputs(", \"parts\": [", stdout);
+    else
+        printf("parts:       %zu\n", t->nparts);
+    int all = 1;
+    for (size_t i = 0; i < t->nparts; i++) {
+        tsnap_part p;
+        tsnap_tensor_info pi;
+        tsnap_reader *pr = NULL;
+        char at[800], codec[64], sz[16], why[600] = "";
+        int64_t end[TSNAP_MAX_NDIM];
+        size_t o = 0;
+        if (tsnap_reader_part(r, name, i, &p) < 0)
+            break;
+        for (int d = 0; d < t->ndim && o + 48 < sizeof at; d++) {
+            end[d] = p.offset[d] + p.shape[d];
+            o += (size_t)snprintf(at + o, sizeof at - o, "%s%" PRId64 ":%" PRId64, d ? ", " : "[",
+                                  p.offset[d], end[d]);
+        }
+        snprintf(at + o, sizeof at - o, "]");
+        if (tsnap_reader_open(&pr, p.path) < 0 ||
+            tsnap_reader_describe(pr, p.dataset + strspn(p.dataset, "/"), &pi) < 0)
+            snprintf(why, sizeof why, "%s", tsnap_errmsg());
+        else
+            cli_codec_str(&pi, codec, sizeof codec);
+        tsnap_reader_free(pr);
+        if (why[0])
+            all = 0;
+        else
+            *stored += pi.stored_bytes;
+        if (json) {
+            fputs(i ? ", {\"file\": " : "{\"file\": ", stdout);
+            cli_json_string(stdout, p.file);
+            fputs(", \"path\": ", stdout);
+            cli_json_string(stdout, p.path);
+            fputs(", \"dataset\": ", stdout);
+            cli_json_string(stdout, p.dataset);
+            fputs(", \"offset\": [", stdout);
+            for (int d = 0; d < t->ndim; d++)
+                printf("%s%" PRId64, d ? ", " : "", p.offset[d]);
+            fputs("], \"shape\": [", stdout);
+            for (int d = 0; d < t->ndim; d++)
+                printf("%s%" PRId64, d ? ", " : "", p.shape[d]);
+            fputs("], ", stdout);
+            if (why[0]) {
+                fputs("\"error\": ", stdout);
+                cli_json_string(stdout, why);
+            } else {
+                fputs("\"codec\": ", stdout);
+                cli_json_string(stdout, codec);
+                printf(", \"stored_bytes\": %" PRIu64, pi.stored_bytes);
+            }
+            fputc('}', stdout);
+        } else if (why[0]) {
+            printf("  %s  %s:%s  unreadable: %s\n", at, p.file, p.dataset, why);
+        } else {
+            printf("  %s  %s:%s  %s, %s stored\n", at, p.file, p.dataset, codec,
+                   cli_bytes_str(pi.stored_bytes, sz, sizeof sz));
+        }
+    }
+    if (json)
+        fputc(']', stdout);
+    if (!all)
+        *stored = 0;
+}
+
+/* A virtual tensor: the global tensor, then its blocks. */
+static int info_virtual(tsnap_reader *r, const char *path, const char *name,
+                        const tsnap_tensor_info *t, int json)
+{
+    char shape[400], type[512], a[16], b[16];
+    const char *layout;
+    long long nchunks;
+    uint64_t stored;
+
+    dataset_details(path, name, type, sizeof type, &nchunks, &layout);
+    cli_shape_str(t->ndim, t->shape, shape, sizeof shape);
+    if (json) {
+        fputs("{\"name\": ", stdout);
+        cli_json_string(stdout, name);
+        printf(", \"dtype\": \"%s\", \"hdf5_type\": ", tsnap_dtype_name(t->dtype));
+        cli_json_string(stdout, type);
+        fputs(", \"shape\": [", stdout);
+        for (int i = 0; i < t->ndim; i++)
+            printf("%s%" PRId64, i ? ", " : "", t->shape[i]);
+        printf("], \"chunks\": null, \"layout\": \"virtual\", \"nbytes\": %" PRIu64, t->nbytes);
+        print_parts(r, name, t, 1, &stored);
+        printf(", \"stored_bytes\": %" PRIu64 ", \"mappable\": false, \"why_not\": \"%s\"", stored,
+               tsnap_map_status_str(t->map_status));
+        fputs(", \"checksum\": null, \"attrs\": ", stdout);
+        print_attrs(r, name, 1);
+        fputc('}', stdout);
+        return CLI_OK;
+    }
+    printf("tensor:      %s\n", name);
+    printf("dtype:       %s (HDF5 %s)\n", tsnap_dtype_name(t->dtype), type);
+    printf("shape:       %s\n", shape);
+    printf("layout:      virtual, %zu part%s: each block the whole of a dataset in a part file\n",
+           t->nparts, t->nparts == 1 ? "" : "s");
+    print_parts(r, name, t, 0, &stored);
+    printf("bytes:       %s logical, %s stored in the parts", cli_bytes_str(t->nbytes, a, sizeof a),
+           stored ? cli_bytes_str(stored, b, sizeof b) : "?");
+    if (stored)
+        printf(" (ratio %.2f)", (double)t->nbytes / (double)stored);
+    printf("\nmappable:    no: %s (a region inside one block maps)\n",
+           tsnap_map_status_str(t->map_status));
+    printf("checksum:    one per block, in its part file\n");
+    printf("attributes:\n");
+    print_attrs(r, name, 0);
+    return CLI_OK;
+}
+
 static int info_tensor(tsnap_reader *r, const char *path, const char *name, int json)
 {
     tsnap_tensor_info t;
@@ -259,6 +386,8 @@ static int info_tensor(tsnap_reader *r, const char *path, const char *name, int 
 
     if (tsnap_reader_describe(r, name, &t) < 0)
         return cli_error("%s", tsnap_errmsg());
+    if (t.map_status == TSNAP_MAP_VIRTUAL)
+        return info_virtual(r, path, name, &t, json);
     dataset_details(path, name, type, sizeof type, &nchunks, &layout);
     cli_shape_str(t.ndim, t.shape, shape, sizeof shape);
     cli_shape_str(t.ndim, t.chunk, chunks, sizeof chunks);
@@ -384,11 +513,8 @@ static int info_store(const char *dir, int json)
         return CLI_FAIL;
     n = list.count;
     steps = list.steps;
-    for (size_t i = 0; i < n; i++) {
-        struct stat st;
-        if (stat(list.paths[i], &st) == 0)
-            total += (uint64_t)st.st_size;
-    }
+    for (size_t i = 0; i < n; i++)
+        total += cli_snapshot_size(list.paths[i]);
     tmp = leftover_temporaries(dir);
     if (json) {
         fputs("{\"path\": ", stdout);

@@ -60,11 +60,17 @@ static int describe_row(tsnap_reader *r, const char *name, row *w, tsnap_tensor_
     }
     snprintf(w->dtype, sizeof w->dtype, "%s", tsnap_dtype_name(info->dtype));
     cli_shape_str(info->ndim, info->shape, w->shape, sizeof w->shape);
-    if (info->chunked)
+    if (info->map_status == TSNAP_MAP_VIRTUAL) /* its blocks are in part files */
+        snprintf(w->chunks, sizeof w->chunks, "virtual, %zu part%s", info->nparts,
+                 info->nparts == 1 ? "" : "s");
+    else if (info->chunked)
         cli_shape_str(info->ndim, info->chunk, w->chunks, sizeof w->chunks);
     else
         snprintf(w->chunks, sizeof w->chunks, "contiguous");
-    cli_codec_str(info, w->codec, sizeof w->codec);
+    if (info->map_status == TSNAP_MAP_VIRTUAL)
+        snprintf(w->codec, sizeof w->codec, "-");
+    else
+        cli_codec_str(info, w->codec, sizeof w->codec);
     if (info->stored_bytes)
         snprintf(w->ratio, sizeof w->ratio, "%.2f",
                  (double)info->nbytes / (double)info->stored_bytes);
@@ -106,9 +112,14 @@ static void json_tensor(tsnap_reader *r, const char *name)
         json_shape(stdout, info.ndim, info.chunk);
     else
         fputs("null", stdout);
-    printf(", \"codec\": \"%s\", \"shuffle\": %s, \"filters\": [",
-           info.codec >= 0 && info.codec <= TSNAP_CODEC_LZ4 ? codecs[info.codec] : "other",
-           info.shuffle ? "true" : "false");
+    printf(", \"virtual\": %s, \"parts\": %zu",
+           info.map_status == TSNAP_MAP_VIRTUAL ? "true" : "false", info.nparts);
+    if (info.map_status == TSNAP_MAP_VIRTUAL) /* each part has its own */
+        printf(", \"codec\": null, \"shuffle\": null, \"filters\": [");
+    else
+        printf(", \"codec\": \"%s\", \"shuffle\": %s, \"filters\": [",
+               info.codec >= 0 && info.codec <= TSNAP_CODEC_LZ4 ? codecs[info.codec] : "other",
+               info.shuffle ? "true" : "false");
     for (int i = 0; i < info.nfilters; i++)
         printf("%s%d", i ? ", " : "", info.filters[i]);
     printf("], \"nbytes\": %" PRIu64 ", \"stored_bytes\": %" PRIu64, info.nbytes, info.stored_bytes);
@@ -135,6 +146,7 @@ static int ls_file(const char *path, int json)
     row *rows;
     int width[7] = {4, 5, 5, 6, 5, 5, 0};
     uint64_t nbytes = 0, stored = 0;
+    size_t virt = 0;
 
     if (cli_open(&r, path) < 0)
         return CLI_FAIL;
@@ -162,6 +174,7 @@ static int ls_file(const char *path, int json)
         if (describe_row(r, tsnap_reader_name(r, i), &rows[i], &info) == 0) {
             nbytes += info.nbytes;
             stored += info.stored_bytes;
+            virt += info.map_status == TSNAP_MAP_VIRTUAL;
         }
         cols[0] = rows[i].name, cols[1] = rows[i].dtype, cols[2] = rows[i].shape;
         cols[3] = rows[i].chunks, cols[4] = rows[i].codec, cols[5] = rows[i].ratio;
@@ -177,8 +190,11 @@ static int ls_file(const char *path, int json)
                rows[i].codec, width[5], rows[i].ratio, rows[i].map);
     {
         char a[16], b[16];
-        printf("%zu tensor%s, %s (%s stored)\n", n, n == 1 ? "" : "s",
+        printf("%zu tensor%s, %s (%s stored", n, n == 1 ? "" : "s",
                cli_bytes_str(nbytes, a, sizeof a), cli_bytes_str(stored, b, sizeof b));
+        if (virt)
+            printf("; %zu virtual, stored in part files", virt);
+        printf(")\n");
     }
     free(rows);
     tsnap_reader_free(r);
@@ -199,7 +215,6 @@ typedef struct step_row {
 
 static void read_step(int64_t step, const char *path, step_row *s)
 {
-    struct stat st;
     tsnap_reader *r;
     tsnap_attr a;
 
@@ -207,8 +222,7 @@ static void read_step(int64_t step, const char *path, step_row *s)
     s->step = step;
     s->tensors = -1;
     snprintf(s->path, sizeof s->path, "%s", path);
-    if (stat(s->path, &st) == 0)
-        s->size = (uint64_t)st.st_size;
+    s->size = cli_snapshot_size(s->path);
     if (tsnap_reader_open(&r, s->path) < 0) {
         snprintf(s->error, sizeof s->error, "%s", tsnap_errmsg());
         return;
