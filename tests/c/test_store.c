@@ -5,6 +5,7 @@
  * time, readers never blocked; a killed writer's temporary files are
  * ignored by readers and removed by the next writer.
  */
+#define TSNAP_STORE_HOOKS
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -233,6 +234,152 @@ static void test_a_killed_writers_leftovers_are_ignored_then_removed_by_the_next
     save_step(s, 4, &r, u);
     CHECK_I64(steps_of(s, steps, 4), 2);
     check_step(s, 4, u);
+    tsnap_store_free(s);
+}
+
+/* ---- distributed snapshots' files and the hooks ------------------ */
+
+/* A parts folder as a distributed save leaves it: PATH.parts/<id>/rank-*.h5 */
+static void make_parts(const char *path, const char *id)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s.parts", path);
+    mkdir(p, 0777);
+    snprintf(p, sizeof p, "%s.parts/%s", path, id);
+    CHECK(mkdir(p, 0777) == 0);
+    for (int rank = 0; rank < 3; rank++) {
+        snprintf(p, sizeof p, "%s.parts/%s/rank-%06d.h5", path, id, rank);
+        CHECK(spit(p, "part", 4) == 0);
+    }
+}
+
+static void test_snapshot_remove_deletes_the_file_then_its_parts(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    const char *dir = tpath("removed");
+    static double u[ELEMS];
+    char path[4096], parts[4200];
+    tsnap_store *s = NULL;
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, NULL));
+    save_step(s, 1, &r, u);
+    CHECK_OK(tsnap_store_path(s, 1, path, sizeof path));
+    snprintf(parts, sizeof parts, "%s.parts", path);
+    make_parts(path, "0123456789abcdef");
+    make_parts(path, "fedcba9876543210");
+    CHECK_OK(tsnap_snapshot_remove(path));
+    CHECK(!path_exists(path));
+    CHECK(!path_exists(parts));
+    CHECK_ERR(tsnap_snapshot_remove(path), TSNAP_ENOTFOUND);
+    /* a failed save's leftover alone: removed, and still "not found" */
+    make_parts(path, "0123456789abcdef");
+    CHECK_ERR(tsnap_snapshot_remove(path), TSNAP_ENOTFOUND);
+    CHECK(!path_exists(parts));
+    /* an ordinary snapshot has no parts */
+    save_step(s, 2, &r, u);
+    CHECK_OK(tsnap_store_path(s, 2, path, sizeof path));
+    CHECK_OK(tsnap_snapshot_remove(path));
+    CHECK(!path_exists(path));
+    CHECK_ERR(tsnap_snapshot_remove(NULL), TSNAP_EINVAL);
+    tsnap_store_free(s);
+}
+
+static void test_a_parts_folder_is_no_step_and_keep_last_removes_a_steps_parts(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    const char *dir = tpath("parts");
+    tsnap_store_options o = TSNAP_STORE_OPTIONS_INIT;
+    static double u[3][ELEMS];
+    char path[4096], parts[4200];
+    int64_t steps[8];
+    o.keep_last = 2;
+    tsnap_store *s = NULL;
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, &o));
+    save_step(s, 0, &r, u[0]);
+    CHECK_OK(tsnap_store_path(s, 0, path, sizeof path));
+    snprintf(parts, sizeof parts, "%s.parts", path);
+    make_parts(path, "0123456789abcdef");
+    CHECK_I64(steps_of(s, steps, 8), 1); /* step-000000000000.h5.parts is not a step */
+    save_step(s, 1, &r, u[1]);
+    CHECK(path_exists(parts));
+    save_step(s, 2, &r, u[2]);
+    CHECK_I64(steps_of(s, steps, 8), 2);
+    CHECK_I64(steps[0], 1);
+    CHECK(!path_exists(path));
+    CHECK_MSG(!path_exists(parts), "keep_last left the parts of a deleted step");
+    tsnap_store_free(s);
+}
+
+typedef struct hook_log {
+    int calls, fail_step;
+    int64_t steps[8];
+    size_t n[8], nattrs[8];
+    double first[8];
+    char name[64];
+} hook_log;
+
+static int logging_hook(void *ctx, tsnap_store *s, int64_t step, const char *const *names,
+                        const DLTensor *tensors, size_t n, const tsnap_store_attr *attrs,
+                        size_t nattrs)
+{
+    hook_log *log = ctx;
+    (void)s;
+    (void)attrs;
+    if (log->calls < 8) {
+        log->steps[log->calls] = step;
+        log->n[log->calls] = n;
+        log->nattrs[log->calls] = nattrs;
+        log->first[log->calls] = n ? ((const double *)tensors[0].data)[0] : 0;
+        if (n)
+            snprintf(log->name, sizeof log->name, "%s", names[0]);
+    }
+    log->calls++;
+    if (step == log->fail_step)
+        return tsnap_set_error(TSNAP_EIO, "the hook refused this step");
+    return 0;
+}
+
+static void test_hooks_replace_the_write_and_lock_0_takes_no_lock(void)
+{
+    const char *dir = tpath("hooked");
+    hook_log log;
+    memset(&log, 0, sizeof log);
+    log.fail_step = 7;
+    tsnap_store_hooks hooks = {logging_hook, &log, 1};
+    tsnap_store *s = NULL, *other = NULL, *plain = NULL;
+    CHECK_OK_FATAL(tsnap_store_open_hooked(&s, dir, NULL, &hooks));
+    /* lock 1 holds the writer's lock as usual; lock 0 takes none */
+    CHECK_ERR(tsnap_store_open(&plain, dir, NULL), TSNAP_ESTATE);
+    tsnap_store_hooks unlocked = hooks;
+    unlocked.lock = 0;
+    CHECK_OK(tsnap_store_open_hooked(&other, dir, NULL, &unlocked));
+    tsnap_store_free(other);
+    hooks.write = NULL;
+    CHECK_ERR(tsnap_store_open_hooked(&other, dir, NULL, &hooks), TSNAP_EINVAL);
+    /* waiting and background saves reach the hook in order, staged */
+    double u[4] = {1.5, 2, 3, 4};
+    int64_t shape[1] = {4};
+    DLTensor t = cpu_tensor(u, TSNAP_FLOAT64, 1, shape, NULL, 0);
+    const char *name = "state/u";
+    tsnap_store_attr attr = {"note", "hooked", NULL};
+    CHECK_OK(tsnap_store_save(s, 5, &name, &t, 1, &attr, 1, 1));
+    CHECK_OK(tsnap_store_save(s, 6, &name, &t, 1, NULL, 0, 0));
+    u[0] = 9; /* after the save returned: the staged copy keeps 1.5 */
+    CHECK_OK(tsnap_store_save(s, 7, &name, &t, 1, NULL, 0, 0));
+    CHECK_ERR(tsnap_store_wait(s), TSNAP_EIO);
+    CHECK_ERRMSG_HAS("the hook refused this step");
+    CHECK_I64(log.calls, 3);
+    CHECK_I64(log.steps[0], 5);
+    CHECK_I64(log.steps[1], 6);
+    CHECK_I64(log.steps[2], 7);
+    CHECK_I64(log.n[0], 1);
+    CHECK_I64(log.nattrs[0], 1);
+    CHECK(log.first[1] == 1.5);
+    CHECK(log.first[2] == 9);
+    CHECK_STR(log.name, "state/u");
+    int64_t steps[4];
+    CHECK_I64(steps_of(s, steps, 4), 0); /* the hook wrote no file */
     tsnap_store_free(s);
 }
 
@@ -524,6 +671,9 @@ const test_entry store_tests[] = {
     TEST(test_keep_last_deletes_only_older_steps_after_the_new_one_is_committed),
     TEST(test_one_writer_at_a_time_and_readers_are_never_blocked),
     TEST(test_a_killed_writers_leftovers_are_ignored_then_removed_by_the_next_writer),
+    TEST(test_snapshot_remove_deletes_the_file_then_its_parts),
+    TEST(test_a_parts_folder_is_no_step_and_keep_last_removes_a_steps_parts),
+    TEST(test_hooks_replace_the_write_and_lock_0_takes_no_lock),
     TEST(test_background_saves_write_what_the_tensors_held_when_save_returned),
     TEST(test_a_background_failure_is_returned_by_the_next_save_or_wait),
     TEST(test_a_writer_killed_at_random_moments_never_loses_a_committed_step),
