@@ -4,7 +4,8 @@ tsnap.Store(comm=...) under real mpirun launches of 1 to 4 ranks
 and by tsnap.load without MPI, equal to the array the blocks were cut
 from; every refusal raised on every rank with no file left; and a restart
 on 1, 2 and 3 ranks reading its own, differently cut blocks of what 4
-ranks wrote, from another working directory, after the files moved."""
+ranks wrote, from another working directory, after the files moved,
+mapping a region that lies inside one block with no copy."""
 import shutil
 import sys
 from pathlib import Path
@@ -204,6 +205,8 @@ def test_a_restart_on_fewer_ranks_reads_its_own_blocks_of_what_four_wrote(moved_
         assert got[r]["mismatches"] == [], got[r]["mismatches"]
         assert got[r]["blocks"] > len(cases.dtype_tensors()), got[r]
         assert got[r]["latest"] == before[-1], got[r]
+        assert got[r]["maps"] > 0 and got[r]["mapped"] == got[r]["maps"], got[r]
+        assert got[r]["refused"] > 0 and got[r]["wrongly_mapped"] == [], got[r]
     # the store went on from its latest step on n ranks, keeping 3 steps
     after = tsnap.Store(store, readonly=True).steps()
     assert after == before[1:] + [before[-1] + 1]

@@ -42,6 +42,31 @@ for variant in cases.VARIANTS:
         check(f"{variant} long[::7]", f["long"][rank::7], want[rank::7])
         check(f"{variant} long", f["long"].numpy(), want)
 
+# A region inside one writer's block maps that block's part with no copy,
+# where it lies flat (uncompressed); compressed, mmap=True refuses and
+# mmap="auto" copies.
+result.update(mapped=0, maps=0, refused=0, wrongly_mapped=[])
+for variant in ("plain", "zstd-small-chunks"):
+    with tsnap.open(snapshots / f"{variant}.h5") as f:
+        for i, (name, (dtype, shape, kind)) in enumerate(cases.dtype_tensors().items()):
+            b = cases.blocks(seed, name, shape, kind, 4)[(rank + i) % 4]
+            if any(s.stop == s.start for s in b):
+                continue
+            inner = (slice(b[0].start + (b[0].stop - b[0].start > 1), b[0].stop), *b[1:])
+            want = cases.global_array(seed, name, dtype, shape)[inner]
+            if variant == "plain":
+                got = f[name].read(inner, mmap=True)
+                result["maps"] += 1
+                result["mapped"] += pyhelpers.is_mapped(got)
+                check(f"{variant} {name} {inner} mapped", got, want)
+                continue
+            try:
+                f[name].read(inner, mmap=True)
+                result["wrongly_mapped"].append(name)
+            except tsnap.NotMappableError:
+                result["refused"] += 1
+            check(f"{variant} {name} {inner} auto", f[name].read(inner, mmap="auto"), want)
+
 with tsnap.Store(snapshots / "store", keep_last=3, comm=comm) as s:
     step = s.latest()
     result["latest"] = step
