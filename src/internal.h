@@ -319,6 +319,10 @@ int tsnap__vds_read(tsnap_reader *r, const tsnap_dset *t, const tsnap_vds *v,
                     const tsnap_selection *s, const tsnap_view *dst, bool verify);
 /* Checks the checksum of every block's part. */
 int tsnap__vds_verify(tsnap_reader *r, const tsnap_dset *t, const tsnap_vds *v);
+/* For a virtual dataset that HDF5 reads: TSNAP_EFORMAT naming a source
+ * file (of a plain name) that does not exist, where HDF5 would read fill
+ * values. */
+int tsnap__vds_check_sources(tsnap_reader *r, const tsnap_dset *t);
 
 /* reader.c, for virtual.c: the part files a reader holds, and a
  * tensor's description with its blocks (*vds NULL: not virtual). */

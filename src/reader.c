@@ -1002,6 +1002,9 @@ static int read_tensor(tsnap_reader *r, const char *name, const int64_t *start,
         err = tsnap__vds_read(r, &t, r->desc[find_name(r, name)].vds, &s, &v, verify);
         goto done;
     }
+    if (t.dset >= 0 && H5Pget_layout(t.dcpl) == H5D_VIRTUAL && /* read by HDF5 */
+        (err = tsnap__vds_check_sources(r, &t)) < 0)
+        goto done;
     /* Only a flat whole read goes without the dataset open. */
     if (!(s.whole && is_flat(info)) && t.dset < 0 &&
         ((err = tensor_open(r, name, &t)) < 0 ||

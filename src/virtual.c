@@ -753,6 +753,33 @@ int tsnap__vds_verify(tsnap_reader *r, const tsnap_dset *t, const tsnap_vds *v)
     return err;
 }
 
+int tsnap__vds_check_sources(tsnap_reader *r, const tsnap_dset *t)
+{
+    size_t count = 0;
+    int err = 0;
+
+    if (H5Pget_virtual_count(t->dcpl, &count) < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return 0;
+    }
+    for (size_t i = 0; i < count && err == 0; i++) {
+        ssize_t len = H5Pget_virtual_filename(t->dcpl, i, NULL, 0);
+        char *raw = len < 0 ? NULL : calloc(1, (size_t)len + 1), *file = NULL, *path = NULL;
+        bool printf_style = false;
+        if (raw && H5Pget_virtual_filename(t->dcpl, i, raw, (size_t)len + 1) >= 0 &&
+            (file = vds_unescape(raw, &printf_style)) &&
+            (path = resolve_source(tsnap__reader_path(r), file)) && !file_exists(path))
+            err = tsnap__err(TSNAP_EFORMAT, t->path, t->name,
+                             "the source file '%s' of mapping %zu is missing (%s)", file, i,
+                             path);
+        free(path);
+        free(file);
+        free(raw);
+    }
+    H5Eclear2(H5E_DEFAULT);
+    return err;
+}
+
 int tsnap_reader_part(tsnap_reader *r, const char *name, size_t index, tsnap_part *part)
 {
     tsnap_tensor_info info;

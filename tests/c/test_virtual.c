@@ -584,6 +584,10 @@ static void test_mappings_tsnap_cannot_follow_are_read_by_hdf5(void)
     DLTensor plain = cpu_tensor(i32, TSNAP_INT32, 1, three, NULL, 0);
     CHECK_ERR(tsnap_reader_part(rd, "nope", 0, &p), TSNAP_ENOTFOUND);
     (void)plain;
+    /* HDF5 would now read fill values: tsnap names the missing source */
+    CHECK_FATAL(unlink(tpath("src.h5")) == 0);
+    CHECK_ERR(tsnap_reader_read(rd, "v", NULL, NULL, NULL, &dst), TSNAP_EFORMAT);
+    CHECK_ERRMSG_HAS("the source file 'src.h5' of mapping 0 is missing");
     tsnap_reader_free(rd);
 }
 

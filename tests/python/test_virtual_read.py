@@ -289,6 +289,10 @@ def test_mappings_tsnap_cannot_follow_are_read_by_hdf5(tmp_path, seed):
             t.parts
         assert_same_values(t.numpy(), want)
         assert_same_values(t[::-3], want[::-3])
+    os.unlink(tmp_path / "src.h5")  # HDF5 would now give fill values
+    with tsnap.open(tmp_path / "odd.h5") as f:
+        with pytest.raises(tsnap.FormatError, match="source file 'src.h5' of mapping 0 is missing"):
+            f["v"].numpy()
 
 
 # ---------------------------------------------------------------------------
