@@ -258,6 +258,60 @@ run_demo() {
     PYTHONPATH="$BUILD/python" "$VENV/bin/python" "$ROOT/examples/analyse_heat.py" \
         "$run" "$out/heat.png"
     note "the plot is $out/heat.png"
+    run_demo_mpi "$out" "$run" "${args[@]}"
+}
+
+# The same simulation as an MPI job (examples/heat_mpi): 4 ranks, killed
+# part way, resumed on 2, compared with the serial run ($2) and analysed;
+# skipped, saying why, where heat_mpi is not built or mpirun cannot start.
+run_demo_mpi() {
+    local out=$1 serial=$2
+    shift 2
+    local args=("$@") run="$out/heat_mpi" heat_mpi="$BUILD/examples/heat_mpi" why pid waited=0
+    local mpirun=(mpirun --oversubscribe)
+    step "demo: the simulation as an MPI job: 4 ranks, killed, resumed on 2 ranks, analysed"
+    if [ ! -x "$heat_mpi" ]; then
+        skip "examples/heat_mpi is not built (CMake found no MPI)"
+        return
+    fi
+    if [ "$(id -u)" -eq 0 ]; then # Open MPI refuses root without both
+        export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    fi
+    if ! why=$("${mpirun[@]}" -n 2 true 2>&1); then
+        skip "mpirun cannot start a job here: ${why:-no reason given}"
+        return
+    fi
+    rm -rf "$run"
+    # A session of its own: mpirun puts each rank into a process group of
+    # its own, but all stay in its session, which the kill then empties.
+    setsid "${mpirun[@]}" -n 4 "$heat_mpi" "$run" "${args[@]}" &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null && [ "$(checkpoints_in "$run")" -lt 10 ] && [ "$waited" -lt 6000 ]; do
+        sleep 0.01
+        waited=$((waited + 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        waited=0
+        while ps -o stat= -s "$pid" | grep -qv '^Z' && [ "$waited" -lt 1000 ]; do
+            pkill -KILL -s "$pid" || true
+            sleep 0.01
+            waited=$((waited + 1))
+        done
+        note "killed mpirun and its 4 ranks part way (session $pid)"
+    else
+        note "the 4-rank job finished before the kill"
+    fi
+    wait "$pid" 2>/dev/null || true
+    note "checkpoints on disk: $(checkpoints_in "$run"), each one HDF5 file over the ranks' parts"
+    "${mpirun[@]}" -n 2 "$heat_mpi" "$run" "${args[@]}"
+    if "$BUILD/tools/tsnap" diff "$serial" "$run"; then
+        note "its last checkpoint holds the serial run's field, value for value (tsnap diff)"
+    else
+        fail "the MPI job ended with another field than the serial run's" || return 1
+    fi
+    PYTHONPATH="$BUILD/python" "$VENV/bin/python" "$ROOT/examples/analyse_heat.py" \
+        "$run" "$out/heat_mpi.png"
+    note "the plot is $out/heat_mpi.png"
 }
 
 # ------------------------------------------------------------------- main

@@ -5,6 +5,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -63,6 +64,25 @@ def assert_same_checkpoints(a, b):
         (ua, ta), (ub, tb) = field(a, step), field(b, step)
         assert ua.dtype == np.float64 and ua.shape == ub.shape, step
         assert ta == tb and np.array_equal(ua.view(np.uint64), ub.view(np.uint64)), step
+
+
+def analyse(directory, out, steps):
+    """Runs examples/analyse_heat.py on store `directory`; asserts that it
+    wrote the PNG `out` and printed, for each of `steps`, the total heat of
+    that step's field as h5py reads it.  Returns what it printed."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "analyse_heat.py"),
+                           str(directory), str(out)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{len(steps)} checkpoints" in proc.stdout, proc.stdout
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the totals it prints are the fields' own sums, read independently
+    totals = [float(line.split("total heat")[1].split()[0])
+              for line in proc.stdout.splitlines() if "total heat" in line]
+    want = [float(field(directory, s)[0].sum()) for s in steps]
+    np.testing.assert_allclose(totals, want, rtol=1e-12, atol=5e-7)  # printed to 6 decimals
+    return proc.stdout
 
 
 def last_line(proc):
