@@ -330,6 +330,17 @@ static PyObject *writer_commit(WriterObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* fail(): makes this rank's commit fail (a failed put), so that a failure
+ * the ranks agreed on outside the library removes every part.  Local. */
+static PyObject *writer_fail(WriterObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (writer_check(self) < 0)
+        return NULL;
+    TSNAP_EXT_CALL(tsnap_mpi_writer_put_block(self->w, "", NULL, NULL, NULL, NULL));
+    Py_RETURN_NONE;
+}
+
 static PyObject *writer_abort(WriterObject *self, PyObject *unused)
 {
     (void)unused;
@@ -344,6 +355,8 @@ static PyMethodDef writer_methods[] = {
     {"set_attr", (PyCFunction)writer_set_attr, METH_O,
      "set_attr((key, value, code)): a root attribute; local"},
     {"commit", (PyCFunction)writer_commit, METH_NOARGS, "commit(): collective"},
+    {"fail", (PyCFunction)writer_fail, METH_NOARGS,
+     "fail(): this rank's commit will fail (local)"},
     {"abort", (PyCFunction)writer_abort, METH_NOARGS,
      "abort(): discards this rank's part (local)"},
     {NULL, NULL, 0, NULL},
@@ -496,8 +509,10 @@ static PyObject *store_save(StoreObject *self, PyObject *args)
 {
     long long step;
     PyObject *items, *attr_items, *seq = NULL, *aseq = NULL, *ret = NULL;
-    int wait, err;
+    PyObject *ftype = NULL, *fvalue = NULL, *ftb = NULL; /* this rank's failure */
+    int wait, err, failed = 0;
     Py_ssize_t n = 0, na = 0, taken = 0;
+    size_t count;
     item *its = NULL;
     attr *ats = NULL;
     tsnap_mpi_tensor *ts = NULL;
@@ -519,27 +534,38 @@ static PyObject *store_save(StoreObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    for (; taken < n; taken++) {
+    for (Py_ssize_t i = 0; i < na && !failed; i++) {
+        if (attr_take(&ats[i], PySequence_Fast_GET_ITEM(aseq, i)) < 0)
+            failed = 1;
+        as[i] = ats[i].a;
+    }
+    for (; taken < n && !failed; taken++) {
         item *it = &its[taken];
         if (item_take(it, PySequence_Fast_GET_ITEM(seq, taken)) < 0) {
             item_done(it);
-            goto done;
+            failed = 1;
+            break;
         }
         ts[taken].name = it->name;
         ts[taken].tensor = &it->t;
         ts[taken].shape = it->sharded ? it->shape : NULL;
         ts[taken].offset = it->sharded ? it->offset : NULL;
     }
-    for (Py_ssize_t i = 0; i < na; i++) {
-        if (attr_take(&ats[i], PySequence_Fast_GET_ITEM(aseq, i)) < 0)
-            goto done;
-        as[i] = ats[i].a;
+    count = (size_t)taken;
+    if (failed) {
+        /* The other ranks are on their way into the collective: go with
+         * them, with a tensor the library refuses (no name), so that the
+         * save fails on every rank; this rank raises its own error. */
+        PyErr_Fetch(&ftype, &fvalue, &ftb);
+        ts[count++] = (tsnap_mpi_tensor){"", NULL, NULL, NULL};
     }
     /* The argument tuple keeps every array alive while the GIL is released;
      * with wait=False the call returns once they are staged. */
-    TSNAP_EXT_CALL(err = tsnap_mpi_store_save(self->s, step, ts, (size_t)n, na ? as : NULL,
-                                              (size_t)na, wait));
-    if (err < 0)
+    TSNAP_EXT_CALL(err = tsnap_mpi_store_save(self->s, step, ts, count, failed ? NULL : as,
+                                              failed ? 0 : (size_t)na, wait));
+    if (failed)
+        PyErr_Restore(ftype, fvalue, ftb);
+    else if (err < 0)
         raise_err(err, TSNAP_EXT_TENSOR);
     else
         ret = Py_NewRef(Py_None);
@@ -604,7 +630,29 @@ static PyTypeObject StoreType = {
 /* The module                                                          */
 /* ------------------------------------------------------------------ */
 
+/* dlpack_ndim(capsule, name) -> the dimensions of an unconsumed DLPack
+ * capsule's tensor. */
+static PyObject *dlpack_ndim(PyObject *mod, PyObject *args)
+{
+    PyObject *capsule;
+    const char *name;
+    DLManagedTensor *mt;
+
+    (void)mod;
+    if (!PyArg_ParseTuple(args, "Oy", &capsule, &name))
+        return NULL;
+    if (!PyCapsule_IsValid(capsule, "dltensor") ||
+        !(mt = PyCapsule_GetPointer(capsule, "dltensor")))
+        return api->raise_msg(TSNAP_ETYPE, TSNAP_EXT_TENSOR,
+                              "tsnap: tensor '%s': __dlpack__() did not return a \"dltensor\" "
+                              "capsule",
+                              name);
+    return PyLong_FromLong(mt->dl_tensor.ndim);
+}
+
 static PyMethodDef module_methods[] = {
+    {"dlpack_ndim", dlpack_ndim, METH_VARARGS,
+     "dlpack_ndim(capsule, name) -> the tensor's dimensions"},
     {NULL, NULL, 0, NULL},
 };
 

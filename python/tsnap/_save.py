@@ -137,8 +137,10 @@ def distributed_items(path, tensors, attrs):
     for name, value in tensors.items():
         block = value if isinstance(value, Shard) else None
         kind, value, code = _tensor(path, name, block.array if block else value)
-        items.append((encode_name(path, name), kind, value, code or 0,
-                      _dlpack_stream(value) if kind == "dlpack" else None,
+        stream = _dlpack_stream(value) if kind == "dlpack" else None
+        if kind == "dlpack":
+            value = _shard.Exported(path, name, value, stream, block)
+        items.append((encode_name(path, name), kind, value, code or 0, stream,
                       block.shape if block else None, block.offset if block else None))
     root = [(encode_name(path, key), *_attr(path, key, value))
             for key, value in (attrs or {}).items()]
@@ -158,20 +160,28 @@ def _save_distributed(path, tensors, comm, attrs, options):
     options, (items, root) = _shard.collectively(comm, lambda: (
         option_tuple(options()), distributed_items(path, tensors, attrs)))
     writer = mpi.Writer(comm, path, options)  # collective
-    failure = None
     try:
         try:
-            for item in items:
-                writer.put(item)
-            for item in root:
-                writer.set_attr(item)
-        except errors.Error as e:
-            failure = e  # commit fails it on every rank
+            # puts are local: a failure on one rank is agreed on, so that
+            # every rank raises it and the commit removes every part
+            _shard.collectively(comm, _put_all, writer, items, root)
+        except errors.Error:
+            writer.fail()
+            try:
+                writer.commit()
+            except errors.Error:
+                pass
+            raise
         writer.commit()
-        if failure is not None:
-            raise failure
     finally:
         writer.abort()  # no-op after commit
+
+
+def _put_all(writer, items, root):
+    for item in items:
+        writer.put(item)
+    for item in root:
+        writer.set_attr(item)
 
 
 def save(path, tensors, *, attrs=None, compression=None, checksum=True, chunk_bytes=None,

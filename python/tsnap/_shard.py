@@ -117,6 +117,29 @@ def check_comm(where, comm):
     return comm
 
 
+class Exported:
+    """A DLPack tensor of a distributed save, exported already: what can
+    fail (the producer's __dlpack__, a block of the wrong rank) fails while
+    the ranks can still agree on it, before the collective call."""
+
+    __slots__ = ("capsule",)
+
+    def __init__(self, path, name, value, stream, block):
+        try:
+            self.capsule = (value.__dlpack__() if stream is None
+                            else value.__dlpack__(stream=stream))
+        except Exception as e:  # noqa: BLE001 - the producer's, named for every rank
+            raise errors.Error(f"{path}: tensor '{name}': {type(value).__name__}.__dlpack__()"
+                               f" failed: {type(e).__name__}: {e}") from e
+        ndim = mpi_module().dlpack_ndim(self.capsule, name.encode("utf-8", "surrogateescape"))
+        if block is not None and ndim != len(block.shape):
+            raise errors.ValueError(f"{path}: tensor '{name}': a block of {ndim} dimensions"
+                                    f" in a tensor of shape {block.shape}")
+
+    def __dlpack__(self, stream=None, **unused):
+        return self.capsule
+
+
 def _ranks(ranks):
     """"rank 3", "ranks 0, 2, 5" or "ranks 0-3"."""
     if len(ranks) == 1:

@@ -123,7 +123,12 @@ REFUSALS = {
     "shape": lambda n: [n - 1],
     "missing": lambda n: [n - 1],
     "bad-input": lambda n: [n - 1],
+    "no-export": lambda n: [n - 1],
+    "dlpack-ndim": lambda n: [n - 1],
+    "put-fails": lambda n: [n - 1],
 }
+NAMED = {"bad-input": "w", "no-export": "w", "dlpack-ndim": "w", "missing": "v",
+         "put-fails": None}
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])
@@ -139,8 +144,8 @@ def test_every_refusal_raises_the_same_error_on_every_rank_and_leaves_no_file(wr
             assert got[r][what]["class"] == first["class"], (what, r, got[r][what])
             assert got[r][what]["message"] == msg, (what, r, got[r][what])
             assert got[r][what]["left"] == [], (what, r, got[r][what]["left"])
-        name = "w" if what == "bad-input" else "v" if what == "missing" else "u"
-        assert f"'{name}'" in msg, (what, msg)
+        name = NAMED.get(what, "u")
+        assert name is None or f"'{name}'" in msg, (what, msg)
         assert f"{what}.h5" in msg, (what, msg)
         numbers = msg.replace(",", " ").replace("-", " ").replace(")", " ").split()
         for r in ranks(n):
@@ -160,6 +165,10 @@ def test_the_distributed_store_saves_in_the_background_and_agrees_on_every_rank(
         assert got[r]["refused"] is not None and got[r]["refused"]["tsnap"], r
         assert got[r]["refused"]["message"] == got[0]["refused"]["message"]
         assert "'fields/u'" in got[r]["refused"]["message"]
+        assert got[r]["no-export"] == got[0]["no-export"] and got[r]["no-export"]["tsnap"]
+        assert "'w'" in got[r]["no-export"]["message"], got[r]["no-export"]
+        assert f"rank {n - 1}" in got[r]["no-export"]["message"], got[r]["no-export"]
+        assert got[r]["low-level"] is not None, r  # and no rank hung
         assert all(got[r]["loads"].values()), got[r]["loads"]
         assert got[r]["load_keys"] == ["count", "fields/m", "fields/u"]
     store = out / "store"

@@ -34,10 +34,13 @@ def check_step(path, seed, step):
 def referenced_parts(path):
     """The part files the snapshot's virtual datasets name."""
     out = set()
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and obj.is_virtual:
+            out.update(src.file_name for src in obj.virtual_sources())
+
     with h5py.File(path, "r") as f:
-        for name in ("fields/u", "fields/m"):
-            if f[name].is_virtual:
-                out |= {src.file_name for src in f[name].virtual_sources()}
+        f.visititems(visit)
     return out
 
 

@@ -35,6 +35,19 @@ class Exported:
         return self.a.__dlpack_device__()
 
 
+class Refusing:
+    """A DLPack producer that fails to export (as a framework does for a
+    tensor it cannot share)."""
+
+    shape = (2, 3)
+
+    def __dlpack__(self, stream=None, **kw):
+        raise BufferError("this tensor cannot be exported")
+
+    def __dlpack_device__(self):
+        return (1, 0)
+
+
 def layout(i, dtype, block):
     """The block in one of several memory layouts: C order, Fortran order,
     a strided view, big-endian, or a DLPack-only object."""
@@ -104,6 +117,11 @@ def refusals():
         "missing": lambda: {"u": block(a, b), **({"v": block(a, b)} if rank != last else {})},
         "bad-input": lambda: {"u": block(a, b),
                               "w": np.array([object()]) if rank == last else np.ones(2)},
+        "no-export": lambda: {"u": block(a, b),
+                              "w": Refusing() if rank == last else np.ones((2, 3))},
+        "dlpack-ndim": lambda: {"u": block(a, b), "w": tsnap.Shard(
+            Exported(np.ones((2, 3, 1) if rank == last else (2, 3))), (a, 0), (n, 3))},
+        "put-fails": lambda: {"u": block(a, b), ("" if rank == last else "x"): np.ones(2)},
     }
     folder = out / "refused"
     folder.mkdir(exist_ok=True)
@@ -140,6 +158,21 @@ def store():
         except tsnap.Error as e:
             got["refused"] = failure(e)
         s.wait()
+        try:
+            s.save(10, {"w": Refusing() if rank == nranks - 1 else np.ones((2, 3))})
+            got["no-export"] = None
+        except tsnap.Error as e:
+            got["no-export"] = failure(e)
+        # an item the extension itself cannot take, on one rank: the others
+        # are not left waiting in the collective call
+        f64 = tsnap._core.DTYPES["float64"]
+        item = ((b"w", "dlpack", object(), 0, None, None, None) if rank == nranks - 1 else
+                (b"w", "array", np.ones(2), f64, None, None, None))
+        try:
+            s._store.save(11, [item], [], True)
+            got["low-level"] = None
+        except Exception as e:  # noqa: BLE001
+            got["low-level"] = failure(e)
         got["after"] = [s.steps(), s.latest(), repr(s)]
         step = s.latest()
         _, whole = cases.step_tensors(seed, step, nranks, rank)
