@@ -19,29 +19,26 @@
 
 extern const unsigned char tsnap_kernels_fatbin[];
 
-#define KVIEW_MAX_NDIM 32
 #define MAX_DEVICES 64
-#define NO_DRIVER 999 /* not a CUresult: libcuda.so.1 did not load */
-
-/* kernels.cu's argument, field for field. */
-typedef struct tsnap_kview {
-    char *base;
-    long long shape[KVIEW_MAX_NDIM];
-    long long strides[KVIEW_MAX_NDIM];
-    int ndim;
-    int itemsize;
-    int word;
-} tsnap_kview;
+/* Not CUresults (those are 0..999): why the driver cannot be used. */
+#define NO_DRIVER (-1)  /* libcuda.so.1 did not load */
+#define FORKED (-2)     /* a child of a process that had initialised CUDA */
+#define NO_KERNELS (-3) /* the packing kernels cannot be loaded: kernels_why says why */
 
 #define STR2(x) #x
 #define STR(x) STR2(x)
 #define FN(name) __typeof__(name) *name
 static struct driver {
     FN(cuInit);
+    FN(cuDriverGetVersion);
     FN(cuDeviceGetCount);
     FN(cuDeviceGet);
     FN(cuDevicePrimaryCtxRetain);
+    FN(cuCtxGetCurrent);
     FN(cuCtxSetCurrent);
+    FN(cuCtxGetDevice);
+    FN(cuCtxGetId); /* drivers for CUDA 12.0 and later; NULL before */
+    FN(cuPointerGetAttributes);
     FN(cuStreamCreate);
     FN(cuStreamDestroy);
     FN(cuStreamSynchronize);
@@ -63,38 +60,65 @@ static struct driver {
 } D;
 #undef FN
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-static CUresult init_result = CUDA_ERROR_NOT_INITIALIZED;
-static char driver_why[256];
-
+/* The state below, and loading the driver, under `mu`. */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static void *(*resolver)(const char *symbol); /* a test's driver; NULL: libcuda.so.1 */
+static bool loaded, forked;
+static CUresult init_result = CUDA_ERROR_NOT_INITIALIZED;
+static int driver_version; /* 12040 for CUDA 12.4; 0 if unknown */
+static char driver_why[256];
+static __thread char kernels_why[512], unnamed_why[96];
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
 static struct device_state {
-    CUcontext ctx;
-    CUfunction gather, scatter;
-    CUresult kernels_result; /* 0 until tried */
-    bool kernels_tried;
+    CUcontext ctx;              /* the primary context, retained for the process */
+    unsigned long long ctx_id;  /* cuCtxGetId's: a reset gives the context a new one */
+    unsigned generation;        /* the resets seen */
+    CUfunction gather, scatter; /* NULL until loaded */
 } devices[MAX_DEVICES];
 
-static void load_driver(void)
+/* A fork()ed child of a process that had initialised the driver cannot use
+ * it, and the lock may have been held by a thread the child does not have. */
+static void forked_child(void)
 {
-    void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
+    pthread_mutex_init(&mu, NULL);
+    forked = forked || (loaded && init_result == CUDA_SUCCESS);
+}
+
+static void register_fork_handler(void) { pthread_atfork(NULL, NULL, forked_child); }
+
+static void *driver_symbol(void *h, const char *name)
+{
+    return resolver ? resolver(name) : dlsym(h, name);
+}
+
+static void load_driver_locked(void)
+{
+    void *h = NULL;
+    loaded = true;
+    memset(&D, 0, sizeof D);
+    driver_version = 0;
+    if (!resolver && !(h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL))) {
         snprintf(driver_why, sizeof driver_why,
                  "the NVIDIA driver's libcuda.so.1 cannot be loaded (%s)", dlerror());
         init_result = (CUresult)NO_DRIVER;
         return;
     }
 #define LOAD(name)                                                                 \
-    if (!(*(void **)&D.name = dlsym(h, STR(name)))) {                              \
+    if (!(*(void **)&D.name = driver_symbol(h, STR(name)))) {                      \
         snprintf(driver_why, sizeof driver_why, "libcuda.so.1 has no %s", STR(name)); \
         init_result = (CUresult)NO_DRIVER;                                         \
         return;                                                                    \
     }
     LOAD(cuInit)
+    LOAD(cuDriverGetVersion)
     LOAD(cuDeviceGetCount)
     LOAD(cuDeviceGet)
     LOAD(cuDevicePrimaryCtxRetain)
+    LOAD(cuCtxGetCurrent)
     LOAD(cuCtxSetCurrent)
+    LOAD(cuCtxGetDevice)
+    LOAD(cuPointerGetAttributes)
     LOAD(cuStreamCreate)
     LOAD(cuStreamDestroy)
     LOAD(cuStreamSynchronize)
@@ -114,45 +138,175 @@ static void load_driver(void)
     LOAD(cuLaunchKernel)
     LOAD(cuGetErrorString)
 #undef LOAD
+    *(void **)&D.cuCtxGetId = driver_symbol(h, STR(cuCtxGetId));
+    if (D.cuDriverGetVersion(&driver_version) != CUDA_SUCCESS)
+        driver_version = 0;
     init_result = D.cuInit(0);
+}
+
+void tsnap__cuda_set_driver(void *(*symbol)(const char *name))
+{
+    pthread_mutex_lock(&mu);
+    resolver = symbol;
+    loaded = forked = false;
+    init_result = CUDA_ERROR_NOT_INITIALIZED;
+    memset(devices, 0, sizeof devices);
+    pthread_mutex_unlock(&mu);
 }
 
 static const char *error_string(int err)
 {
     const char *s = NULL;
-    if (err == NO_DRIVER)
-        return driver_why;
-    if (D.cuGetErrorString && D.cuGetErrorString((CUresult)err, &s) == CUDA_SUCCESS && s)
+    switch (err) {
+    case NO_DRIVER: return driver_why;
+    case NO_KERNELS: return kernels_why;
+    case FORKED:
+        return "this process is a fork() of one that had initialised CUDA, and the CUDA driver "
+               "cannot be used in such a child (start it with spawn, or use CUDA in the parent "
+               "only)";
+    case CUDA_ERROR_STUB_LIBRARY:
+        return "the libcuda.so loaded is the CUDA toolkit's stub, not the NVIDIA driver "
+               "(CUDA_ERROR_STUB_LIBRARY): the driver is not installed, or a stubs folder comes "
+               "first on the library path";
+    default: break;
+    }
+    if (err > 0 && D.cuGetErrorString && D.cuGetErrorString((CUresult)err, &s) == CUDA_SUCCESS &&
+        s)
         return s;
-    return "unknown CUDA error";
+    snprintf(unnamed_why, sizeof unnamed_why, "CUDA error %d, which the driver does not name",
+             err);
+    return unnamed_why;
+}
+
+/* The driver, loaded at the first call; FORKED in a fork()ed child. */
+static CUresult driver(void)
+{
+    CUresult rc;
+    pthread_once(&fork_once, register_fork_handler);
+    pthread_mutex_lock(&mu);
+    if (!loaded)
+        load_driver_locked();
+    rc = forked ? (CUresult)FORKED : init_result;
+    pthread_mutex_unlock(&mu);
+    return rc;
 }
 
 static int device_count(int *n)
 {
-    pthread_once(&once, load_driver);
+    CUresult rc = driver();
     *n = 0;
-    if (init_result != CUDA_SUCCESS)
-        return (int)init_result;
+    if (rc != CUDA_SUCCESS)
+        return (int)rc;
     return (int)D.cuDeviceGetCount(n);
 }
 
-static int set_device(int device)
+/* With `ctx` current: a reset (cuDevicePrimaryCtxReset, cudaDeviceReset)
+ * destroyed the context's module and pinned buffers and gave it a new id:
+ * the kernels are loaded again, and the new generation tells device.c. */
+static void notice_reset(int device, CUcontext ctx)
 {
-    CUresult rc = CUDA_SUCCESS;
+    unsigned long long id = 0;
+    if (!D.cuCtxGetId || D.cuCtxGetId(ctx, &id) != CUDA_SUCCESS)
+        return;
+    pthread_mutex_lock(&mu);
+    struct device_state *d = &devices[device];
+    if (d->ctx_id && d->ctx_id != id) {
+        d->gather = d->scatter = NULL;
+        d->generation++;
+    }
+    d->ctx_id = id;
+    pthread_mutex_unlock(&mu);
+}
+
+/* Makes `device`'s primary context current on this thread; *saved is the
+ * context it had, for leave(). */
+static int enter(int device, void **saved)
+{
+    CUcontext prev = NULL, ctx = NULL;
+    CUresult rc;
+
+    *saved = NULL;
+    if ((rc = driver()) != CUDA_SUCCESS)
+        return (int)rc;
     if (device < 0 || device >= MAX_DEVICES)
         return (int)CUDA_ERROR_INVALID_DEVICE;
+    if ((rc = D.cuCtxGetCurrent(&prev)) != CUDA_SUCCESS)
+        return (int)rc;
     pthread_mutex_lock(&mu);
     struct device_state *d = &devices[device];
     if (!d->ctx) {
         CUdevice dev;
         if ((rc = D.cuDeviceGet(&dev, device)) == CUDA_SUCCESS)
             rc = D.cuDevicePrimaryCtxRetain(&d->ctx, dev); /* kept for the process */
+        if (rc != CUDA_SUCCESS)
+            d->ctx = NULL;
     }
+    ctx = d->ctx;
     pthread_mutex_unlock(&mu);
-    return rc != CUDA_SUCCESS ? (int)rc : (int)D.cuCtxSetCurrent(d->ctx);
+    if (rc == CUDA_SUCCESS && ctx != prev)
+        rc = D.cuCtxSetCurrent(ctx);
+    if (rc != CUDA_SUCCESS)
+        return (int)rc;
+    notice_reset(device, ctx);
+    *saved = prev;
+    return 0;
 }
 
-static int stream_create(void **s) { return (int)D.cuStreamCreate((CUstream *)s, CU_STREAM_NON_BLOCKING); }
+/* Back to the context the thread had before enter(). */
+static void leave(void *saved)
+{
+    CUcontext now = NULL;
+    if (D.cuCtxGetCurrent && D.cuCtxGetCurrent(&now) == CUDA_SUCCESS && now != saved)
+        D.cuCtxSetCurrent((CUcontext)saved);
+}
+
+/* The device of the thread's current context; -1 with none. */
+static int current_device(int *device)
+{
+    CUcontext ctx = NULL;
+    CUdevice dev = 0;
+    CUresult rc;
+    *device = -1;
+    if ((rc = driver()) != CUDA_SUCCESS || (rc = D.cuCtxGetCurrent(&ctx)) != CUDA_SUCCESS)
+        return (int)rc;
+    if (ctx && (rc = D.cuCtxGetDevice(&dev)) == CUDA_SUCCESS)
+        *device = (int)dev;
+    return (int)rc;
+}
+
+static unsigned generation(int device)
+{
+    unsigned g = 0;
+    if (device >= 0 && device < MAX_DEVICES) {
+        pthread_mutex_lock(&mu);
+        g = devices[device].generation;
+        pthread_mutex_unlock(&mu);
+    }
+    return g;
+}
+
+/* What the driver knows of the memory at `p`: a TSNAP_CUDA_MEM_* and the
+ * device it belongs to. */
+static int pointer_kind(const void *p, int *kind, int *device)
+{
+    CUpointer_attribute at[3] = {CU_POINTER_ATTRIBUTE_MEMORY_TYPE, CU_POINTER_ATTRIBUTE_IS_MANAGED,
+                                 CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL};
+    unsigned int type = 0, managed = 0;
+    int ordinal = -1;
+    void *data[3] = {&type, &managed, &ordinal};
+    CUresult rc = D.cuPointerGetAttributes(3, at, data, (CUdeviceptr)(uintptr_t)p);
+    *kind = managed                        ? TSNAP_CUDA_MEM_MANAGED
+            : type == CU_MEMORYTYPE_DEVICE ? TSNAP_CUDA_MEM_DEVICE
+            : type == CU_MEMORYTYPE_HOST   ? TSNAP_CUDA_MEM_PINNED
+                                           : TSNAP_CUDA_MEM_UNKNOWN;
+    *device = ordinal;
+    return (int)rc;
+}
+
+static int stream_create(void **s)
+{
+    return (int)D.cuStreamCreate((CUstream *)s, CU_STREAM_NON_BLOCKING);
+}
 static int stream_destroy(void *s) { return (int)D.cuStreamDestroy((CUstream)s); }
 static int stream_sync(void *s) { return (int)D.cuStreamSynchronize((CUstream)s); }
 static int stream_wait_event(void *s, void *e)
@@ -184,26 +338,44 @@ static int copy(void *dst, const void *src, size_t n, int kind, void *s)
     return (int)D.cuMemcpyHtoDAsync((CUdeviceptr)(uintptr_t)dst, src, n, (CUstream)s);
 }
 
-/* The packing kernels of the current device, loaded on first use. */
+/* The packing kernels of the current device, loaded at their first use.
+ * A failure is not kept: a later call may succeed (memory freed since). */
 static CUresult kernels(int device, CUfunction *gather, CUfunction *scatter)
 {
-    CUresult rc;
+    CUresult rc = CUDA_SUCCESS;
+    CUmodule m;
     pthread_mutex_lock(&mu);
     struct device_state *d = &devices[device];
-    if (!d->kernels_tried) {
-        CUmodule m;
-        d->kernels_tried = true;
-        d->kernels_result = D.cuModuleLoadData(&m, tsnap_kernels_fatbin);
-        if (d->kernels_result == CUDA_SUCCESS)
-            d->kernels_result = D.cuModuleGetFunction(&d->gather, m, "tsnap_gather");
-        if (d->kernels_result == CUDA_SUCCESS)
-            d->kernels_result = D.cuModuleGetFunction(&d->scatter, m, "tsnap_scatter");
+    if (!d->gather || !d->scatter) {
+        if ((rc = D.cuModuleLoadData(&m, tsnap_kernels_fatbin)) == CUDA_SUCCESS &&
+            (rc = D.cuModuleGetFunction(&d->gather, m, "tsnap_gather")) == CUDA_SUCCESS)
+            rc = D.cuModuleGetFunction(&d->scatter, m, "tsnap_scatter");
+        if (rc != CUDA_SUCCESS)
+            d->gather = d->scatter = NULL;
     }
-    rc = d->kernels_result;
     *gather = d->gather;
     *scatter = d->scatter;
     pthread_mutex_unlock(&mu);
-    return rc;
+    if (rc == CUDA_SUCCESS)
+        return rc;
+    snprintf(kernels_why, sizeof kernels_why,
+             "the packing kernels (for strided tensors) cannot be loaded: %s; the driver runs "
+             "CUDA %d.%d, this library was built with CUDA %d.%d%s",
+             error_string((int)rc), driver_version / 1000, driver_version % 1000 / 10,
+             CUDA_VERSION / 1000, CUDA_VERSION % 1000 / 10,
+             driver_version && driver_version / 1000 < CUDA_VERSION / 1000
+                 ? " (a driver for that CUDA or newer runs them; contiguous tensors need none)"
+                 : "");
+    return (CUresult)NO_KERNELS;
+}
+
+/* After a reset that cuCtxGetId could not show: the function handles are
+ * dead; forget them so that the next launch loads the kernels again. */
+static void forget_kernels(int device)
+{
+    pthread_mutex_lock(&mu);
+    devices[device].gather = devices[device].scatter = NULL;
+    pthread_mutex_unlock(&mu);
 }
 
 static int launch(const tsnap_view *v, uint64_t first, uint64_t n, void *buf, void *s,
@@ -214,10 +386,8 @@ static int launch(const tsnap_view *v, uint64_t first, uint64_t n, void *buf, vo
     tsnap_kview kv;
     bool repeats = false;
 
-    if (v->ndim > KVIEW_MAX_NDIM)
+    if (v->ndim > TSNAP_KVIEW_MAX_NDIM)
         return (int)CUDA_ERROR_INVALID_VALUE;
-    if ((rc = kernels(v->device, &fg, &fs)) != CUDA_SUCCESS)
-        return (int)rc;
     memset(&kv, 0, sizeof kv);
     kv.base = v->base;
     kv.ndim = v->ndim;
@@ -238,8 +408,16 @@ static int launch(const tsnap_view *v, uint64_t first, uint64_t n, void *buf, vo
     blocks = blocks > 4096 ? 4096 : blocks ? blocks : 1;
     if (!gather && repeats) /* one element for many: in order, so the last one wins */
         threads = blocks = 1;
-    return (int)D.cuLaunchKernel(gather ? fg : fs, blocks, 1, 1, threads, 1, 1, 0, (CUstream)s,
-                                 args, NULL);
+    for (int tries = 0; tries < 2; tries++) {
+        if ((rc = kernels(v->device, &fg, &fs)) != CUDA_SUCCESS)
+            break;
+        rc = D.cuLaunchKernel(gather ? fg : fs, blocks, 1, 1, threads, 1, 1, 0, (CUstream)s,
+                              args, NULL);
+        if (rc != CUDA_ERROR_INVALID_HANDLE && rc != CUDA_ERROR_CONTEXT_IS_DESTROYED)
+            break;
+        forget_kernels(v->device);
+    }
+    return (int)rc;
 }
 
 static int gather(const tsnap_view *v, uint64_t first, uint64_t n, void *dst, void *s)
@@ -253,7 +431,8 @@ static int scatter(const tsnap_view *v, uint64_t first, uint64_t n, const void *
 }
 
 static const tsnap_cuda_ops RUNTIME = {
-    "CUDA driver", device_count, set_device, stream_create, stream_destroy, stream_sync,
+    "CUDA driver", device_count, enter, leave, current_device, generation, pointer_kind,
+    stream_create, stream_destroy, stream_sync,
     stream_wait_event, event_create, event_destroy, event_record, event_sync, host_alloc,
     host_free, dev_alloc, dev_free, copy, gather, scatter, error_string,
 };

@@ -335,14 +335,30 @@ int tsnap__reader_vds(tsnap_reader *r, const char *name, tsnap_tensor_info *info
 /*
  * What tsnap asks of the CUDA runtime.  Every call returns 0 or the
  * runtime's error code (error_string names it).  The real table is
- * cuda.cu's, in builds with CUDA; tests may install a table of their own.
+ * cuda.c's, in builds with CUDA; tests may install a table of their own.
  * Device pointers and streams are opaque here.
  */
 enum { TSNAP_CUDA_D2H = 2, TSNAP_CUDA_H2D = 1 };
+/* What the driver says a pointer is. */
+enum {
+    TSNAP_CUDA_MEM_UNKNOWN = 0, /* memory the driver does not know: pageable host */
+    TSNAP_CUDA_MEM_PINNED = 1,  /* page-locked host memory */
+    TSNAP_CUDA_MEM_DEVICE = 2,
+    TSNAP_CUDA_MEM_MANAGED = 3,
+};
 typedef struct tsnap_cuda_ops {
     const char *name;
     int (*device_count)(int *n);
-    int (*set_device)(int device);
+    /* Makes `device` current on the calling thread, keeping in *saved what
+     * was current; leave(saved) puts that back.  Every other call but
+     * error_string, generation and pointer_kind runs between the two. */
+    int (*enter)(int device, void **saved);
+    void (*leave)(void *saved);
+    int (*current_device)(int *device); /* the thread's; -1: none */
+    /* Changes when the device is reset: what it had (pinned buffers
+     * included) is gone. */
+    unsigned (*generation)(int device);
+    int (*pointer_kind)(const void *p, int *kind, int *device);
     int (*stream_create)(void **stream);
     int (*stream_destroy)(void *stream);
     int (*stream_sync)(void *stream);
@@ -364,10 +380,26 @@ typedef struct tsnap_cuda_ops {
     const char *(*error_string)(int err);
 } tsnap_cuda_ops;
 
-/* cuda.cu's table; NULL in a build without CUDA. */
+/* cuda.c's table; NULL in a build without CUDA. */
 const tsnap_cuda_ops *tsnap__cuda_runtime(void);
 /* Replaces the table (NULL: back to the runtime's); for tests. */
 void tsnap__cuda_set_ops(const tsnap_cuda_ops *ops);
+/* cuda.c takes the driver's functions from `symbol` instead of
+ * libcuda.so.1 (NULL: libcuda.so.1 again), from its next call; for tests. */
+void tsnap__cuda_set_driver(void *(*symbol)(const char *name));
+/* For tests: the pinned bytes kept between calls (256 MiB by default). */
+void tsnap__cuda_pinned_keep(size_t bytes);
+
+/* kernels.cu's launch argument, field for field. */
+#define TSNAP_KVIEW_MAX_NDIM 32
+typedef struct tsnap_kview {
+    char *base;
+    long long shape[TSNAP_KVIEW_MAX_NDIM];
+    long long strides[TSNAP_KVIEW_MAX_NDIM];
+    int ndim;
+    int itemsize;
+    int word; /* bytes per load: 1, 2, 4 or 8, dividing itemsize */
+} tsnap_kview;
 
 /*
  * Staging between CUDA memory and the host: `nslots` pinned host buffers
@@ -377,10 +409,13 @@ void tsnap__cuda_set_ops(const tsnap_cuda_ops *ops);
 typedef struct tsnap_stage {
     const tsnap_cuda_ops *ops;
     int device;
+    unsigned generation; /* the device's, when the pinned buffers were had */
     void *stream;
     const char *file, *name;
     unsigned nslots;
     size_t bytes;
+    bool borrowed;           /* slot 0's host buffer is the caller's */
+    const void *checked;     /* the device pointer the driver vouched for */
     struct tsnap_stage_slot {
         void *host;    /* pinned */
         void *scratch; /* device: for strided tensors */
@@ -394,6 +429,23 @@ int tsnap__cuda_check(int device, const char *file, const char *name);
 /* Device memory for a result (the Python extension's DeviceArray). */
 int tsnap__cuda_alloc(int device, size_t n, void **p, const char *file, const char *name);
 void tsnap__cuda_free(int device, void *p);
+/* The device of the calling thread's current CUDA context ("cuda" without
+ * a number); 0 when it has none or CUDA cannot be used. */
+int tsnap__cuda_current_device(void);
+/* Pinned host memory of at least `n` bytes, for staging from `device`,
+ * tagged with the device's generation (*gen) for tsnap__pinned_free. */
+int tsnap__pinned_alloc(int device, size_t n, void **p, unsigned *gen, const char *file,
+                        const char *name);
+/* Frees it; only forgets it when the device was reset since (the reset
+ * freed it). */
+void tsnap__pinned_free(int device, unsigned gen, void *p);
+/* Whether a reset has freed a buffer of tsnap__pinned_alloc's. */
+bool tsnap__pinned_alive(int device, unsigned gen);
+/* Copies all of device view `v` into `host` (pinned, v->nbytes), after the
+ * work queued on the caller's stream, and waits for it; everything else
+ * it needed (stream, event, device scratch) is released on return. */
+int tsnap__stage_into(const tsnap_view *v, void *caller_stream, void *host, const char *file,
+                      const char *name);
 
 int tsnap__stage_open(tsnap_stage *st, int device, void *caller_stream, unsigned nslots,
                       size_t bytes, bool scratch, const char *file, const char *name);
