@@ -12,6 +12,7 @@
 /* The library's own (src/device.c), linked in with the static library. */
 int tsnap__cuda_alloc(int device, size_t n, void **p, const char *file, const char *name);
 void tsnap__cuda_free(int device, void *p);
+int tsnap__cuda_current_device(void);
 
 typedef struct {
     PyObject_HEAD
@@ -173,12 +174,25 @@ static void device_array_dealloc(DeviceArrayObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+static PyObject *device_array_current_device(PyObject *cls, PyObject *noargs)
+{
+    int device;
+    (void)cls, (void)noargs;
+    Py_BEGIN_ALLOW_THREADS
+    device = tsnap__cuda_current_device();
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLong(device);
+}
+
 static PyMethodDef device_array_methods[] = {
     {"__dlpack__", (PyCFunction)(void (*)(void))device_array_dlpack, METH_VARARGS | METH_KEYWORDS,
      "__dlpack__(*, stream=None, max_version=None, dl_device=None, copy=None): a DLPack capsule "
      "of the device memory, no copy"},
     {"__dlpack_device__", (PyCFunction)device_array_dlpack_device, METH_NOARGS,
      "(kDLCUDA, device)"},
+    {"current_device", (PyCFunction)device_array_current_device, METH_NOARGS | METH_STATIC,
+     "current_device() -> the CUDA device of the calling thread's current context (what "
+     "\"cuda\" without a number means); 0 when it has none or CUDA cannot be used"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -27,7 +27,9 @@ def _check_mmap(path, mmap):
 
 def _cuda_device(path, device):
     """The CUDA device number `device` names ("cuda", "cuda:1", a
-    torch.device, an int), or None for the host (None, "cpu")."""
+    torch.device, an int), or None for the host (None, "cpu").  "cuda"
+    alone is the calling thread's current device (what torch.cuda.set_device
+    or cupy.cuda.Device.use chose), device 0 when it has none."""
     if device is None:
         return None
     if isinstance(device, int) and not isinstance(device, bool) and device >= 0:
@@ -37,7 +39,7 @@ def _cuda_device(path, device):
         return None
     kind, _, index = text.partition(":")
     if kind == "cuda" and (not index or index.isdigit()):
-        return int(index or 0)
+        return int(index) if index else _core.DeviceArray.current_device()
     raise errors.ValueError(f"{path}: device must be None, 'cpu', 'cuda' or 'cuda:N',"
                             f" not {device!r}")
 

@@ -200,3 +200,96 @@ def test_gpu_tensor_to_cuda_reads_the_tensor_into_device_memory(tmp_path, seed):
         d = f["x"].to("cuda:0", verify=True)
         got = to_host(d.__cuda_array_interface__["data"][0], a.nbytes).view(np.int32)
         np.testing.assert_array_equal(got.reshape(a.shape), a)
+
+
+def _current_context():
+    ctx = ctypes.c_void_p()
+    assert CU.cuCtxGetCurrent(ctypes.byref(ctx)) == 0
+    return ctx.value
+
+
+def _device_count():
+    n = ctypes.c_int(0)
+    assert CU.cuDeviceGetCount(ctypes.byref(n)) == 0
+    return n.value
+
+
+@no_gpu
+def test_without_a_device_cuda_alone_is_device_0():
+    assert tsnap.DeviceArray.current_device() == 0
+
+
+@gpu
+def test_gpu_loads_and_saves_leave_the_callers_context_as_it_was(tmp_path, seed):
+    a = np.random.default_rng([seed, 76]).standard_normal((129, 65)).astype(np.float32)
+    buf = DeviceBuffer(a)
+    path = tmp_path / "ctx.h5"
+    before = _current_context()
+    assert before  # the module made device 0's primary context current
+    assert CU.cuCtxSetCurrent(None) == 0
+    try:
+        tsnap.save(path, {"t": DLPackTensor(a.T, kDLFloat, 32, device=(kDLCUDA, 0),
+                                            data_ptr=buf.ptr.value)})
+        assert _current_context() is None
+        d = tsnap.load(path, "t", device="cuda:0")
+        assert _current_context() is None
+        assert tsnap.DeviceArray.current_device() == 0  # none current: device 0
+        del d
+        gc.collect()
+        assert _current_context() is None
+    finally:
+        assert CU.cuCtxSetCurrent(ctypes.c_void_p(before)) == 0
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["t"][()], a.T)
+
+
+@gpu
+def test_gpu_host_memory_labelled_cuda_is_refused_before_any_copy(tmp_path):
+    data = np.arange(1000, dtype=np.float32)
+    producer = DLPackTensor(data, kDLFloat, 32, device=(kDLCUDA, 0))
+    path = tmp_path / "host.h5"
+    with pytest.raises(ValueError, match="host memory"):
+        tsnap.save(path, {"x": producer})
+    # the context is not faulted: a good save follows
+    buf = DeviceBuffer(data)
+    tsnap.save(path, {"x": DLPackTensor(data, kDLFloat, 32, device=(kDLCUDA, 0),
+                                        data_ptr=buf.ptr.value)})
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["x"][()], data)
+
+
+@gpu
+@pytest.mark.skipif(CU is None or _device_count() < 2, reason="needs two CUDA devices")
+def test_gpu_cuda_alone_is_the_threads_current_device(tmp_path, seed):
+    a = np.random.default_rng([seed, 77]).standard_normal((40, 3)).astype(np.float32)
+    path = tmp_path / "d.h5"
+    tsnap.save(path, {"a": a})
+    before = _current_context()
+    dev, ctx = ctypes.c_int(0), ctypes.c_void_p()
+    assert CU.cuDeviceGet(ctypes.byref(dev), 1) == 0
+    assert CU.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), dev) == 0
+    assert CU.cuCtxSetCurrent(ctx) == 0
+    try:
+        assert tsnap.DeviceArray.current_device() == 1
+        d = tsnap.load(path, "a", device="cuda")
+        assert d.device == 1 and _current_context() == ctx.value
+        with tsnap.open(path) as f:
+            assert f["a"].to("cuda").device == 1
+        # a save from device 0 leaves device 1 current
+        buf0 = None
+        assert CU.cuCtxSetCurrent(ctypes.c_void_p(before)) == 0
+        buf0 = DeviceBuffer(a)
+        assert CU.cuCtxSetCurrent(ctx) == 0
+        tsnap.save(tmp_path / "from0.h5", {"a": DLPackTensor(a, kDLFloat, 32,
+                                                              device=(kDLCUDA, 0),
+                                                              data_ptr=buf0.ptr.value)})
+        assert _current_context() == ctx.value
+        # memory of device 0 labelled device 1: refused, nothing copied
+        with pytest.raises(ValueError, match="memory of CUDA device 0"):
+            tsnap.save(tmp_path / "wrong.h5", {"a": DLPackTensor(a, kDLFloat, 32,
+                                                                  device=(kDLCUDA, 1),
+                                                                  data_ptr=buf0.ptr.value)})
+        del d
+        gc.collect()
+    finally:
+        assert CU.cuCtxSetCurrent(ctypes.c_void_p(before)) == 0
