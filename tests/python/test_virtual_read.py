@@ -142,6 +142,33 @@ def test_tsnap_reads_every_dtype_and_layout_as_h5py_does(tmp_path, testio, seed,
     assert tsnap.verify(path) == 0  # a virtual tensor records no checksum of its own
 
 
+def test_complex32_reads_as_h5py_reads_its_float16_pairs(tmp_path, testio, seed):
+    """complex32 is stored as float16 pairs on a trailing axis; the virtual
+    dataset maps every block with its pair axis whole."""
+    rng = np.random.default_rng([seed, 13])
+    shape, blocks = LAYOUTS["grid-2x2"]
+    pairs = values(rng, np.float16, shape + (2,))
+    (tmp_path / f"snap.h5.parts/{SAVE_ID}").mkdir(parents=True)
+    specs = []
+    for i, (offset, bshape) in enumerate(blocks):
+        rel = part_file("snap.h5", i)
+        tsnap.save(tmp_path / rel, {"z": pairs[_block(offset, bshape)]}, durable=False)
+        with h5py.File(tmp_path / rel, "r+") as f:  # the same bytes, tagged complex32
+            f["z"].attrs["tsnap_dtype"] = "complex32"
+            del f["z"].attrs["tsnap_checksum"]
+        specs.append(f"{rel}:z:{_dims(offset)}:{_dims(bshape)}")
+    path = tmp_path / "snap.h5"
+    oracle.run_testio("virtual", path, "z", "complex32", _dims(shape), *specs)
+    want = h5py_read(path, "z", "complex32")
+    assert want.shape == shape and want.dtype == np.complex64
+    with tsnap.open(path) as f:
+        t = f["z"]
+        assert t.tsnap_dtype == "complex32" and t.shape == shape
+        assert_same_values(t.numpy(), want)
+        for key in random_keys(rng, shape):
+            assert_same_values(t[key], want[key], f"t[{key}]")
+
+
 def test_parts_list_each_block_with_its_file_dataset_offset_and_shape(tmp_path, testio, seed):
     rng = np.random.default_rng([seed, 2])
     shape, blocks = LAYOUTS["grid-2x2"]
