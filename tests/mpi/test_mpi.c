@@ -32,6 +32,7 @@ static int g_rank, g_size;
 static char g_dir[4096];
 static uint64_t g_seed;
 static const char *g_test = "";
+static bool g_background; /* MPI_THREAD_MULTIPLE: store saves in the background */
 
 #define CHECK(cond, ...)                                                                  \
     do {                                                                                  \
@@ -724,37 +725,63 @@ static void test_store_failures(void)
     signal(SIGXFSZ, SIG_IGN);
     getrlimit(RLIMIT_FSIZE, &old);
     small = old;
-    small.rlim_cur = 4096;
+    small.rlim_cur = 256 << 10; /* step 2's part is larger, step 3's smaller */
     if (g_rank == g_size - 1)
         CHECK(setrlimit(RLIMIT_FSIZE, &small) == 0, "setrlimit: %s", strerror(errno));
-    int rc_save = tsnap_mpi_store_save(s, 2, d.t, 3, d.attrs, 3, 0);
-    char save_msg[1024];
-    snprintf(save_msg, sizeof save_msg, "%s", tsnap_errmsg());
-    CHECK(rc_save == 0, "a background save failed at once: %s", save_msg);
+    /* the failure comes back once, on every rank alike: from this save
+     * when saves wait, else from the next save or the wait */
+    int rcs[3];
+    char msgs[3][1024];
+    step_data big, tiny;
+    step_make(&big, "fail-big", 2, 8000 * g_size, g_size);
+    step_make(&tiny, "fail-tiny", 3, 4, g_size);
+    rcs[0] = tsnap_mpi_store_save(s, 2, big.t, 3, big.attrs, 3, 0);
+    snprintf(msgs[0], sizeof msgs[0], "%s", rcs[0] < 0 ? tsnap_errmsg() : "");
+    CHECK((rcs[0] == 0) == g_background, "save: %d (%s)", rcs[0], msgs[0]);
     MPI_Barrier(MPI_COMM_WORLD);
-    int rc_wait = tsnap_mpi_store_wait(s);
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
-    CHECK(rc_wait < 0, "the failed step was not reported");
-    check_same_everywhere(rc_wait, msg);
+    rcs[1] = tsnap_mpi_store_save(s, 3, tiny.t, 3, tiny.attrs, 3, 0);
+    snprintf(msgs[1], sizeof msgs[1], "%s", rcs[1] < 0 ? tsnap_errmsg() : "");
+    rcs[2] = tsnap_mpi_store_wait(s);
+    snprintf(msgs[2], sizeof msgs[2], "%s", rcs[2] < 0 ? tsnap_errmsg() : "");
+    int failures = 0;
     char needle[32];
     snprintf(needle, sizeof needle, "rank %d", g_size - 1);
-    CHECK(strstr(msg, needle) != NULL, "'%s' does not name %s", msg, needle);
+    for (int k = 0; k < 3; k++) {
+        check_same_everywhere(rcs[k], msgs[k]);
+        if (rcs[k] < 0) {
+            failures++;
+            CHECK(strstr(msgs[k], needle) != NULL, "'%s' does not name %s", msgs[k], needle);
+            CHECK(strstr(msgs[k], "step-000000000002") != NULL, "'%s' does not name the step",
+                  msgs[k]);
+            if (g_rank == 0)
+                printf("  failed as it should: %s\n", msgs[k]);
+        }
+    }
+    CHECK(failures == 1, "the failure came back %d times", failures);
     if (g_rank == g_size - 1)
         CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0, "setrlimit: %s", strerror(errno));
     MPI_Barrier(MPI_COMM_WORLD);
     check_no_file(path);
     CHECK_OK(tsnap_mpi_store_wait(s)); /* reported once */
-    check_steps(s, (int64_t[]){1}, 1);
+    /* step 3 was saved unless its save returned step 2's failure */
+    if (rcs[1] < 0)
+        check_steps(s, (int64_t[]){1}, 1);
+    else
+        check_steps(s, (int64_t[]){1, 3}, 2);
     /* and the store goes on */
     CHECK_OK(tsnap_mpi_store_save(s, 2, d.t, 3, d.attrs, 3, 0));
     CHECK_OK(tsnap_mpi_store_wait(s));
-    check_steps(s, (int64_t[]){1, 2}, 2);
+    if (rcs[1] < 0)
+        check_steps(s, (int64_t[]){1, 2}, 2);
+    else
+        check_steps(s, (int64_t[]){1, 2, 3}, 3);
     if (g_rank == 0) {
         CHECK_OK(tsnap_mpi_store_path(s, 1, path, sizeof path));
         step_check(path, "fail", 1, 200);
     }
     step_free(&d);
+    step_free(&big);
+    step_free(&tiny);
     tsnap_mpi_store_free(s);
 }
 
@@ -870,7 +897,13 @@ static const test tests[] = {
 int main(int argc, char **argv)
 {
     int provided;
-    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+    /* TSNAP_TEST_MPI_THREADS=serialized: an MPI without MPI_THREAD_MULTIPLE,
+     * where every store save waits */
+    const char *level = getenv("TSNAP_TEST_MPI_THREADS");
+    bool serialized = level && strcmp(level, "serialized") == 0;
+    MPI_Init_thread(&argc, &argv, serialized ? MPI_THREAD_SERIALIZED : MPI_THREAD_MULTIPLE,
+                    &provided);
+    g_background = provided >= MPI_THREAD_MULTIPLE;
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
     static const test modes[] = {
