@@ -45,8 +45,13 @@ static int map_virtual(tsnap_mapping **out, tsnap_reader *r, const char *name,
     if (!whole)
         return tsnap__err(TSNAP_ENOTMAPPABLE, tsnap__reader_path(r), name,
                           "cannot map: its one block does not cover it");
+    tsnap_tensor_info pi;
+    const char *dataset = p.dataset + strspn(p.dataset, "/");
     if ((err = tsnap_reader_open(&part, p.path)) == 0 &&
-        (err = tsnap_mapping_create(out, part, p.dataset + strspn(p.dataset, "/"))) == 0) {
+        (err = tsnap_reader_describe(part, dataset, &pi)) == 0 && pi.nparts > 0)
+        err = tsnap__err(TSNAP_ENOTMAPPABLE, p.path, dataset, "cannot map: its block is itself "
+                         "a virtual dataset");
+    if (err == 0 && (err = tsnap_mapping_create(out, part, dataset)) == 0) {
         const DLTensor *t = tsnap_mapping_tensor(*out);
         tsnap_dtype dtype = TSNAP_DTYPE_INVALID;
         bool same = tsnap_dtype_from_dlpack(&dtype, t->dtype) == 0 && dtype == info->dtype &&

@@ -628,6 +628,13 @@ static int open_block(tsnap_reader *r, const tsnap_dset *t, const tsnap_vds *v, 
                           "block %zu, dataset '%s' of the part file '%s': %s", i, p->dataset,
                           p->file, cause);
     }
+    /* A block that is itself virtual could lead back here (a file whose
+     * source is itself): tsnap follows one level. */
+    if (info.map_status == TSNAP_MAP_VIRTUAL || info.nparts > 0)
+        return tsnap__err(TSNAP_EFORMAT, t->path, t->name,
+                          "block %zu: dataset '%s' of the part file '%s' is itself a virtual "
+                          "dataset",
+                          i, p->dataset, p->file);
     same = info.dtype == t->dtype && info.ndim == t->ndim;
     for (int d = 0; same && d < t->ndim; d++)
         same = info.shape[d] == p->shape[d];

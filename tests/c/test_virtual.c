@@ -630,6 +630,37 @@ static void test_a_tensor_of_more_parts_than_the_reader_keeps_open_reads_whole(v
     tsnap_reader_free(rd);
 }
 
+/* A hostile file: a virtual dataset whose one block is itself. */
+static void test_a_virtual_dataset_whose_source_is_itself_is_refused_not_followed_forever(void)
+{
+    hsize_t n = 8;
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), vs = H5Screate_simple(1, &n, NULL),
+          ss = H5Screate_simple(1, &n, NULL);
+    CHECK_FATAL(H5Pset_virtual(dcpl, vs, ".", "v", ss) >= 0);
+    hid_t f = h5_create(tpath("loop.h5"));
+    hid_t d = H5Dcreate2(f, "v", H5T_IEEE_F64LE, vs, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    CHECK_FATAL(d >= 0);
+    H5Dclose(d);
+    H5Fclose(f);
+    H5Sclose(vs);
+    H5Sclose(ss);
+    H5Pclose(dcpl);
+    tsnap_reader *rd = open_reader(tpath("loop.h5"));
+    tsnap_tensor_info info;
+    CHECK_OK(tsnap_reader_describe(rd, "v", &info));
+    CHECK_I64(info.map_status, TSNAP_MAP_VIRTUAL);
+    double got[8];
+    int64_t shape[1] = {8};
+    DLTensor dst = cpu_tensor(got, TSNAP_FLOAT64, 1, shape, NULL, 0);
+    CHECK_ERR(tsnap_reader_read(rd, "v", NULL, NULL, NULL, &dst), TSNAP_EFORMAT);
+    CHECK_ERRMSG_HAS("itself a virtual dataset");
+    CHECK_ERR(tsnap_reader_verify(rd, NULL), TSNAP_EFORMAT);
+    tsnap_mapping *m = NULL;
+    CHECK_ERR(tsnap_mapping_create(&m, rd, "v"), TSNAP_ENOTMAPPABLE);
+    CHECK_ERRMSG_HAS("itself a virtual dataset");
+    tsnap_reader_free(rd);
+}
+
 static void test_a_tensor_of_one_block_maps_it_and_of_several_cannot_be_mapped(void)
 {
     rng r;
@@ -675,5 +706,6 @@ const test_entry virtual_tests[] = {
     TEST(test_mappings_tsnap_cannot_follow_are_read_by_hdf5),
     TEST(test_a_tensor_of_more_parts_than_the_reader_keeps_open_reads_whole),
     TEST(test_a_tensor_of_one_block_maps_it_and_of_several_cannot_be_mapped),
+    TEST(test_a_virtual_dataset_whose_source_is_itself_is_refused_not_followed_forever),
     TEST_END,
 };
