@@ -28,7 +28,8 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static const tsnap_cuda_ops *override;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
-/* Pinned buffers kept after use: pinning is slow (the pages are locked).
+/* Pinned buffers kept after use: pinning is slow (the pages are locked),
+ * as slow as copying them a few times over.
  * Each belongs to the device whose context allocated it, in the device's
  * generation then: a reset frees it with everything else. */
 static struct pinned {
@@ -137,7 +138,9 @@ static void pinned_put(const tsnap_cuda_ops *ops, int device, unsigned gen, void
     if (!p || ops->generation(device) != gen)
         return;
     pthread_mutex_lock(&mu);
-    if (cached_bytes + cap <= pinned_keep)
+    /* Up to pinned_keep in all, or one buffer of any size: an asynchronous
+     * put of a tensor larger than that each step pins it once. */
+    if (cached_bytes + cap <= pinned_keep || (cached_bytes == 0 && pinned_keep > 0))
         for (int i = 0; i < PINNED_CACHE; i++)
             if (!cache[i].p) {
                 cache[i] = (struct pinned){ops, p, cap, device, gen};

@@ -1620,6 +1620,34 @@ static void test_store_saves_reuse_their_pinned_staging(void)
     free(got);
 }
 
+/* Asynchronous puts each step of a tensor larger than the pinned cache
+ * pin it once, not every step. */
+static void test_async_puts_of_a_tensor_larger_than_the_cache_pin_it_once(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    enum { N = 50000 };
+    int64_t shape[1] = {N};
+    float *a = random_floats(&r, N);
+    fake_on();
+    tsnap__cuda_pinned_keep(4096);
+    fake_adopt(a, N * sizeof *a, 0);
+    DLTensor t = on_device(cpu_tensor(a, TSNAP_FLOAT32, 1, shape, NULL, 0), 0);
+    tsnap_write_options o = TSNAP_WRITE_OPTIONS_INIT;
+    o.overwrite = 1;
+    for (int step = 0; step < 4; step++) {
+        tsnap_writer *w = NULL;
+        CHECK_OK_FATAL(tsnap_writer_create(&w, tpath("big-async.h5"), &o));
+        CHECK_OK(tsnap_writer_put_async(w, "a", &t, NULL));
+        CHECK_OK(tsnap_writer_commit(w));
+        tsnap_writer_free(w);
+    }
+    CHECK_MSG(F.pinned_made == 1, "%ld pinned buffers made for 4 steps", F.pinned_made);
+    tsnap__cuda_pinned_keep((size_t)256 << 20);
+    fake_off();
+    free(a);
+}
+
 struct stage_args {
     tsnap_view v;
     int err;
@@ -1828,6 +1856,7 @@ const test_entry device_tests[] = {
     TEST(test_staging_is_released_in_the_devices_context_on_any_thread),
     TEST(test_a_device_reset_is_noticed_and_the_next_put_works),
     TEST(test_store_saves_reuse_their_pinned_staging),
+    TEST(test_async_puts_of_a_tensor_larger_than_the_cache_pin_it_once),
     TEST(test_a_forked_child_gets_enocuda_not_a_deadlock),
     TEST(test_soak_with_random_failures_leaves_nothing_behind),
 #endif
