@@ -588,11 +588,12 @@ static int part_reader(tsnap_reader *r, const char *name, const tsnap_vds *v, si
         char cause[768];
         snprintf(cause, sizeof cause, "%s", tsnap_errmsg());
         free(e->path);
-        /* A snapshot whose part is gone is damaged (not a missing tensor),
-         * whichever way the part fails to open. */
-        return tsnap__err(err == TSNAP_ENOTFOUND ? TSNAP_EFORMAT : err, tsnap__reader_path(r),
-                          name, "the part file '%s' of block %zu %s: %s", p->file, i,
-                          err == TSNAP_ENOTFOUND ? "is missing" : "cannot be read", cause);
+        /* A snapshot whose part is gone (or is a folder) is damaged, not
+         * a missing tensor or a bad argument. */
+        return tsnap__err(err == TSNAP_ENOTFOUND || err == TSNAP_EINVAL ? TSNAP_EFORMAT : err,
+                          tsnap__reader_path(r), name, "the part file '%s' of block %zu %s: %s",
+                          p->file, i, err == TSNAP_ENOTFOUND ? "is missing" : "cannot be read",
+                          cause);
     }
     e->used = ++c->tick;
     c->n++;
