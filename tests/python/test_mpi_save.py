@@ -214,6 +214,7 @@ def test_a_restart_on_fewer_ranks_reads_its_own_blocks_of_what_four_wrote(moved_
         assert got[r]["mismatches"] == [], got[r]["mismatches"]
         assert got[r]["blocks"] > len(cases.dtype_tensors()), got[r]
         assert got[r]["latest"] == before[-1], got[r]
+        assert got[r]["readonly"] == [before, before[-1]], got[r]
         assert got[r]["maps"] > 0 and got[r]["mapped"] == got[r]["maps"], got[r]
         assert got[r]["refused"] > 0 and got[r]["wrongly_mapped"] == [], got[r]
     # the store went on from its latest step on n ranks, keeping 3 steps

@@ -67,6 +67,9 @@ for variant in ("plain", "zstd-small-chunks"):
                 result["refused"] += 1
             check(f"{variant} {name} {inner} auto", f[name].read(inner, mmap="auto"), want)
 
+with tsnap.Store(snapshots / "store", readonly=True, comm=comm) as ro:
+    result["readonly"] = [ro.steps(), ro.latest()]
+
 with tsnap.Store(snapshots / "store", keep_last=3, comm=comm) as s:
     step = s.latest()
     result["latest"] = step
