@@ -446,6 +446,52 @@ static int check_tiling(const char *file, const tm_entry *t, blk *b, size_t nb)
 
 /* ---- the plan ------------------------------------------------------- */
 
+typedef struct named {
+    const char *name;
+    size_t index;
+} named;
+
+static int cmp_named(const void *a, const void *b)
+{
+    const named *x = a, *y = b;
+    return strcmp(x->name, y->name);
+}
+
+/* Every rank's entries, grouped by name (sorted) and by rank within a
+ * name.  Ranks usually list the same names in the same order: then the
+ * groups are made by position, with no sort of all ranks' entries. */
+static void group_refs(tm_record *recs, int nranks, ref *refs)
+{
+    size_t n = recs[0].n, k = 0;
+    bool aligned = true;
+    named *order = NULL;
+    for (int r = 1; r < nranks && aligned; r++) {
+        aligned = recs[r].n == n;
+        for (size_t i = 0; i < n && aligned; i++)
+            aligned = strcmp(recs[r].e[i].name, recs[0].e[i].name) == 0;
+    }
+    if (aligned && n && (order = malloc(n * sizeof *order))) {
+        for (size_t i = 0; i < n; i++) {
+            order[i].name = recs[0].e[i].name;
+            order[i].index = i;
+        }
+        qsort(order, n, sizeof *order, cmp_named);
+        for (size_t i = 0; i < n; i++)
+            for (int r = 0; r < nranks; r++) {
+                refs[k].e = &recs[r].e[order[i].index];
+                refs[k++].rank = r;
+            }
+        free(order);
+        return;
+    }
+    for (int r = 0; r < nranks; r++)
+        for (size_t i = 0; i < recs[r].n; i++) {
+            refs[k].e = &recs[r].e[i];
+            refs[k++].rank = r;
+        }
+    qsort(refs, k, sizeof *refs, cmp_ref);
+}
+
 int tm_plan(const char *file, tm_record *recs, int nranks, tm_tensor **out, size_t *count)
 {
     char msg[TM_MSG_LEN], ranks[300];
@@ -464,18 +510,19 @@ int tm_plan(const char *file, tm_record *recs, int nranks, tm_tensor **out, size
     if (!(refs = malloc((nrefs ? nrefs : 1) * sizeof *refs)) ||
         !(scratch = malloc((size_t)nranks * sizeof *scratch)) ||
         !(done = malloc((nrefs > (size_t)nranks ? nrefs : (size_t)nranks) * sizeof *done + 1)) ||
-        !(tensors = calloc(nrefs ? nrefs : 1, sizeof *tensors)) ||
         !(blocks = malloc((size_t)nranks * sizeof *blocks))) {
         err = tm_fail(TSNAP_ENOMEM, msg, sizeof msg, "%s: out of memory", file);
         goto done;
     }
-    nrefs = 0;
-    for (int r = 0; r < nranks; r++)
-        for (size_t i = 0; i < recs[r].n; i++) {
-            refs[nrefs].e = &recs[r].e[i];
-            refs[nrefs++].rank = r;
-        }
-    qsort(refs, nrefs, sizeof *refs, cmp_ref);
+    group_refs(recs, nranks, refs);
+    size_t names = nrefs ? 1 : 0;
+    for (size_t i = 1; i < nrefs; i++)
+        names += refs[i].e->name != refs[i - 1].e->name &&
+                 strcmp(refs[i].e->name, refs[i - 1].e->name) != 0;
+    if (!(tensors = calloc(names ? names : 1, sizeof *tensors))) {
+        err = tm_fail(TSNAP_ENOMEM, msg, sizeof msg, "%s: out of memory", file);
+        goto done;
+    }
     for (size_t a = 0; a < nrefs && err == 0;) {
         size_t z = a + 1;
         while (z < nrefs && strcmp(refs[z].e->name, refs[a].e->name) == 0)
