@@ -487,6 +487,49 @@ int tm_sync_parts(const char *path)
     return err;
 }
 
+/* The save folder that snapshot `path` refers to, into id; false when it
+ * cannot tell (no virtual tensor, or an unreadable file). */
+bool tm_referred_save(const char *path, char id[TM_ID_LEN + 1])
+{
+    tsnap_reader *r = NULL;
+    bool found = false;
+    if (tsnap_reader_open(&r, path) < 0)
+        return false;
+    for (size_t i = 0; i < tsnap_reader_count(r) && !found; i++) {
+        const char *name = tsnap_reader_name(r, i);
+        tsnap_tensor_info info;
+        tsnap_part p;
+        if (tsnap_reader_describe(r, name, &info) < 0 || info.nparts == 0 ||
+            tsnap_reader_part(r, name, 0, &p) < 0 || !p.file)
+            continue;
+        /* "<base>.parts/<id>/rank-...h5" */
+        const char *a = strstr(p.file, ".parts/");
+        if (!a)
+            continue;
+        a += strlen(".parts/");
+        const char *b = strchr(a, '/');
+        if (b && b - a == TM_ID_LEN) {
+            memcpy(id, a, TM_ID_LEN);
+            id[TM_ID_LEN] = '\0';
+            found = true;
+        }
+    }
+    tsnap_reader_free(r);
+    return found;
+}
+
+void tm_settle_parts(const char *path, const char *id, int err)
+{
+    char current[TM_ID_LEN + 1];
+    /* a commit that failed after its rename (say, the folder's fsync)
+     * left PATH referring to this save: its parts stay */
+    if (err == 0 || (access(path, F_OK) == 0 && tm_referred_save(path, current) &&
+                     strcmp(current, id) == 0))
+        tm_clean_parts(path, id); /* the folders of what PATH was before */
+    else
+        tm_remove_save(path, id);
+}
+
 /* ---- the snapshot file ---------------------------------------------- */
 
 int tm_put_virtuals(tsnap_writer *w, const char *path, const char *id, const tm_tensor *plan,

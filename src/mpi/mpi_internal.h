@@ -102,6 +102,12 @@ int tm_clean_parts(const char *path, const char *keep);
 /* Removes the folder of save `id` (a failed save's parts), then the parts
  * folder itself when it is left empty. */
 int tm_remove_save(const char *path, const char *id);
+/* The save that snapshot `path` refers to, into id; false when it cannot
+ * tell (no virtual tensor, an unreadable file). */
+bool tm_referred_save(const char *path, char id[TM_ID_LEN + 1]);
+/* Rank 0, after a commit: what PATH refers to stays, other save folders
+ * go (`err` 0), or this save's parts go (the commit failed). */
+void tm_settle_parts(const char *path, const char *id, int err);
 /* Fsyncs "<path>.parts", so that the save folders in it are durable. */
 int tm_sync_parts(const char *path);
 

@@ -60,6 +60,7 @@ struct tsnap_mpi_store {
     tsnap_store *core;
     char *dir;
     tsnap_write_options wopts; /* how the part files are written */
+    bool writable;
     char *producer;
     pthread_mutex_t mu;
     item *head, *tail;
@@ -263,10 +264,7 @@ static int hook(void *ctx, tsnap_store *core, int64_t step, const char *const *n
         if (err == 0 &&
             (err = write_snapshot(s, core, path, it, tensors, n, attrs, nattrs)) < 0)
             snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
-        if (err == 0 || access(path, F_OK) == 0) /* committed: PATH refers to this save */
-            tm_clean_parts(path, it->id);
-        else
-            tm_remove_save(path, it->id);
+        tm_settle_parts(path, it->id, err);
     }
     tm_records_free(recs, recs ? s->size : 0);
     if ((err = tm_outcome(s->bg, err, msg, NULL, 0)) < 0)
@@ -276,37 +274,6 @@ static int hook(void *ctx, tsnap_store *core, int64_t step, const char *const *n
 }
 
 /* ---- opening -------------------------------------------------------- */
-
-/* The save folder that snapshot `path` refers to, into id; false when it
- * cannot tell (no virtual tensor, or an unreadable file). */
-static bool referred_save(const char *path, char id[TM_ID_LEN + 1])
-{
-    tsnap_reader *r = NULL;
-    bool found = false;
-    if (tsnap_reader_open(&r, path) < 0)
-        return false;
-    for (size_t i = 0; i < tsnap_reader_count(r) && !found; i++) {
-        const char *name = tsnap_reader_name(r, i);
-        tsnap_tensor_info info;
-        tsnap_part p;
-        if (tsnap_reader_describe(r, name, &info) < 0 || info.nparts == 0 ||
-            tsnap_reader_part(r, name, 0, &p) < 0 || !p.file)
-            continue;
-        /* "<base>.parts/<id>/rank-...h5" */
-        const char *a = strstr(p.file, ".parts/");
-        if (!a)
-            continue;
-        a += strlen(".parts/");
-        const char *b = strchr(a, '/');
-        if (b && b - a == TM_ID_LEN) {
-            memcpy(id, a, TM_ID_LEN);
-            id[TM_ID_LEN] = '\0';
-            found = true;
-        }
-    }
-    tsnap_reader_free(r);
-    return found;
-}
 
 /* Rank 0, holding the lock: what failed or killed saves left.  A parts
  * folder whose snapshot is missing goes; so do the save folders a
@@ -336,7 +303,7 @@ static void remove_leftovers(const char *dir)
             saves += strcmp(f->d_name, ".") != 0 && strcmp(f->d_name, "..") != 0;
         if (p)
             closedir(p);
-        if (saves > 1 && referred_save(path, id))
+        if (saves > 1 && tm_referred_save(path, id))
             tm_clean_parts(path, id);
     }
     closedir(d);
@@ -367,6 +334,7 @@ int tsnap_mpi_store_open(tsnap_mpi_store **out, MPI_Comm comm, const char *dir,
     s->multiple = level >= MPI_THREAD_MULTIPLE;
     tsnap_store_options o = opts ? *opts : defaults;
     s->wopts = o.write;
+    s->writable = o.writable != 0;
     if (!dir || !*dir)
         err = tm_fail(TSNAP_EINVAL, msg, sizeof msg, "invalid argument: the directory is NULL or empty");
     else if (!(s->dir = strdup(dir)) ||
@@ -456,6 +424,8 @@ int tsnap_mpi_store_save(tsnap_mpi_store *s, int64_t step, const tsnap_mpi_tenso
     if (!(it = calloc(1, sizeof *it)) || (n && !(it->e = calloc(n, sizeof *it->e))) ||
         !(names = calloc(n ? n : 1, sizeof *names)) || !(ts = calloc(n ? n : 1, sizeof *ts)))
         err = tm_fail(TSNAP_ENOMEM, msg, sizeof msg, "%s: out of memory", s->dir);
+    else if (!s->writable)
+        err = tm_fail(TSNAP_ESTATE, msg, sizeof msg, "%s: the store was opened read only", s->dir);
     else if (step < 0)
         err = tm_fail(TSNAP_EINVAL, msg, sizeof msg, "%s: step %lld is negative", s->dir,
                       (long long)step);

@@ -347,12 +347,9 @@ int tsnap_mpi_writer_commit(tsnap_mpi_writer *w)
             snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
         if (err == 0 && (err = write_snapshot(w, plan, count)) < 0)
             snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
-        if (err == 0) {
-            tm_clean_parts(w->path, w->id); /* the folder of what PATH was before */
-        } else {
+        if (err < 0)
             tsnap_writer_abort(w->snap);
-            tm_remove_save(w->path, w->id);
-        }
+        tm_settle_parts(w->path, w->id, err);
     }
     tm_plan_free(plan, count);
     tm_records_free(recs, recs ? w->size : 0);

@@ -700,6 +700,16 @@ static void test_store_background(void)
         }
     }
     tsnap_mpi_store_free(s);
+    /* read only: the same listing, and no save */
+    o.writable = 0;
+    CHECK_OK(tsnap_mpi_store_open(&s, MPI_COMM_WORLD, dir, &o));
+    check_steps(s, (int64_t[]){40, 50}, 2);
+    step_make(&d[0], "store", 60, 40, g_size);
+    int rc = tsnap_mpi_store_save(s, 60, d[0].t, 3, d[0].attrs, 3, 0);
+    CHECK(rc == TSNAP_ESTATE, "a read-only store saved: %d", rc);
+    check_same_everywhere(rc, tsnap_errmsg());
+    step_free(&d[0]);
+    tsnap_mpi_store_free(s);
 }
 
 static void test_store_failures(void)
