@@ -46,8 +46,10 @@ class Shard:
 
     @property
     def block_shape(self):
-        """The shape of the block itself."""
-        return tuple(int(n) for n in self.array.shape)
+        """The shape of the block itself (None where a DLPack object does
+        not say)."""
+        shape = getattr(self.array, "shape", None)
+        return None if shape is None else tuple(int(n) for n in shape)
 
     def covers_all(self):
         """Whether the block is the whole tensor."""
@@ -55,7 +57,7 @@ class Shard:
 
     def __repr__(self):
         dtype = getattr(self.array, "dtype", None)
-        what = f"{dtype} block {self.block_shape}" if dtype is not None else "block"
+        what = " ".join(str(x) for x in (dtype, "block", self.block_shape) if x is not None)
         return f"tsnap.Shard({what}, offset={self.offset}, shape={self.shape})"
 
 

@@ -92,6 +92,15 @@ def test_a_replaced_snapshot_leaves_only_its_own_parts(written, n):
         assert (out / src).is_file(), src
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_dlpack_blocks_are_released_exactly_once_whatever_the_save_does(written, n):
+    got = section(written(n), "dlpack", n)
+    for r in range(n):
+        assert got[r]["equal"] == [True, True], r
+        assert got[r]["exports"] == 41 and got[r]["deletes"] == 41, got[r]
+        assert got[r]["stray"] == 0 and got[r]["live"] == 0, got[r]
+
+
 @pytest.mark.parametrize("n", [3])
 def test_a_damaged_part_fails_verify_naming_the_tensor(written, tmp_path, n):
     out = written(n)

@@ -184,6 +184,43 @@ def store():
     return got
 
 
+# -- DLPack blocks: each exported tensor's deleter runs exactly once, whether
+# the save succeeds, is refused, or stages in the background
+def dlpack():
+    import gc
+
+    from pyhelpers import DLPackTensor, kDLFloat, live_dlpack_tensors
+    got = {"equal": []}
+    rows = np.arange(7 * nranks * 5, dtype=np.float32).reshape(7 * nranks, 5)
+    mine = rows[7 * rank:7 * rank + 7]
+    producers = []
+
+    def block(shift=0):
+        p = DLPackTensor(np.ascontiguousarray(mine[:, ::-1]), kDLFloat, 32)
+        producers.append(p)
+        return tsnap.Shard(p, (7 * rank + shift, 0), rows.shape)
+
+    for i in range(20):
+        tsnap.save(out / "dlpack.h5", {"u": block()}, comm=comm)
+    try:
+        tsnap.save(out / "dlpack-refused.h5", {"u": block(shift=rank == 1)}, comm=comm)
+    except tsnap.Error:
+        pass
+    with tsnap.Store(out / "dlpack-store", comm=comm) as s:
+        for step in range(20):
+            s.save(step, {"u": block()}, wait=step % 2 == 0)
+        s.wait()
+        got["equal"].append(bool(np.array_equal(s.load(19, "u"), rows[:, ::-1])))
+    got["equal"].append(bool(np.array_equal(tsnap.load(out / "dlpack.h5", "u"), rows[:, ::-1])))
+    gc.collect()
+    got["exports"] = sum(p.exports for p in producers)
+    got["deletes"] = sum(p.deleter_calls for p in producers)
+    got["stray"] = DLPackTensor.stray_deletes
+    got["live"] = live_dlpack_tensors()
+    return got
+
+
 section("variants", write_variants)
+section("dlpack", dlpack)
 section("refusals", refusals)
 section("store", store)
