@@ -21,7 +21,10 @@
  * communicator, in the same order; the others are local.  Errors are
  * those of include/tsnap.h, with tsnap_errmsg() naming the file, the
  * tensor, the cause and the ranks.  A collective call returns the same
- * result on every rank.
+ * result on every rank: a refusal of the blocks names the tensor and the
+ * ranks ("tensor 'u': the blocks of ranks 1 and 2 overlap at [3:4, 0:8]"),
+ * and a failure on some rank is that rank's message, prefixed with
+ * "rank N: ".
  */
 #ifndef TSNAP_MPI_H
 #define TSNAP_MPI_H
@@ -42,10 +45,12 @@ typedef struct tsnap_mpi_writer tsnap_mpi_writer;
 
 /**
  * Collective.  Starts a distributed snapshot to be committed under `path`
- * (the same on every rank; `opts` too, NULL meaning defaults).  Nothing
- * appears under `path` before tsnap_mpi_writer_commit.  The communicator
- * is duplicated: the caller may free its own.  Errors of
- * tsnap_writer_create, from any rank.
+ * (the same on every rank; `opts` too, NULL meaning defaults; every part
+ * file and the snapshot file are written with them).  Nothing appears
+ * under `path` before tsnap_mpi_writer_commit; the parts go into a fresh
+ * folder `path`.parts/<save id>/.  The communicator is duplicated: the
+ * caller may free its own.  Errors of tsnap_writer_create, from any rank
+ * (TSNAP_EEXISTS when `path` exists and opts->overwrite is 0).
  */
 TSNAP_API int tsnap_mpi_writer_create(tsnap_mpi_writer **out, MPI_Comm comm, const char *path,
                                       const tsnap_write_options *opts);
@@ -58,7 +63,8 @@ TSNAP_API int tsnap_mpi_writer_create(tsnap_mpi_writer **out, MPI_Comm comm, con
  * block (a zero in its shape).  The blocks of all ranks must tile the
  * tensor exactly, with one dtype and one shape: tsnap_mpi_writer_commit
  * checks that.  A 0-d tensor cannot be sharded (put it replicated).
- * Local; the errors of tsnap_writer_put_stream.
+ * Local; the errors of tsnap_writer_put_stream, returned here and kept:
+ * any failed put makes the commit fail on every rank.
  */
 TSNAP_API int tsnap_mpi_writer_put_block(tsnap_mpi_writer *w, const char *name,
                                          const DLTensor *block, const int64_t *shape,
@@ -117,8 +123,9 @@ typedef struct tsnap_mpi_tensor {
 TSNAP_API int tsnap_mpi_store_open(tsnap_mpi_store **out, MPI_Comm comm, const char *dir,
                                    const tsnap_store_options *opts);
 
-/** Collective: waits for the background saves, then closes the store.
- *  Accepts NULL (on every rank). */
+/** Collective: waits for the background saves, then closes the store (a
+ *  failure not returned yet is lost: call tsnap_mpi_store_wait first to
+ *  see it).  Accepts NULL (on every rank). */
 TSNAP_API void tsnap_mpi_store_free(tsnap_mpi_store *s);
 
 /**
