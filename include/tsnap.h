@@ -244,7 +244,12 @@ TSNAP_API int tsnap_writer_create(tsnap_writer **out, const char *path,
  *
  * A tensor in CUDA memory (kDLCUDA, kDLCUDAManaged; any strides) is read
  * after the work queued on the legacy default stream, as
- * tsnap_writer_put_stream with a NULL stream does.
+ * tsnap_writer_put_stream with a NULL stream does.  The driver is asked
+ * first what the pointer is: memory of another device than the tensor's
+ * device_id, or host memory labelled CUDA, is TSNAP_EINVAL (nothing is
+ * copied, so no fault reaches the context the process shares).  The
+ * calling thread's current CUDA context is the same on return as it was
+ * on entry, for this and every other call of the library.
  */
 TSNAP_API int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor);
 
@@ -263,7 +268,10 @@ TSNAP_API int tsnap_writer_put_stream(tsnap_writer *w, const char *name, const D
  * An asynchronous put of a tensor in CUDA memory: queues the copy of all
  * of it into pinned host memory (as much as the tensor; a strided one is
  * packed on the device first, in as much device memory) after the work
- * queued on `cuda_stream`, and returns without waiting.  The caller may
+ * queued on `cuda_stream`, and returns without waiting.  The process keeps
+ * pinned buffers for the next call: up to 256 MiB in all, or the last one
+ * alone when it is larger, so that a put of the same tensor each step pins
+ * its memory once.  The caller may
  * overwrite the tensor once tsnap_writer_wait has returned 0; the tensor
  * is written to the file by tsnap_writer_commit, in the order of the puts.
  * Host memory, and an empty tensor, are put at once, as
@@ -637,11 +645,16 @@ typedef struct tsnap_store_attr {
  * as tsnap_store_begin, puts, attributes and tsnap_store_commit would.
  * wait 1: returns when the step is committed.  wait 0: returns as soon as
  * the tensors are copied into host staging memory (from the device, for
- * CUDA tensors: the caller may then change them), and a background thread
- * of the store writes, commits and applies keep_last.  Staging memory is
- * bounded by staging_bytes: a save waits for earlier background saves to
- * make room, and one larger than all of it is written before the call
- * returns.  A background failure is never lost: the next tsnap_store_save
+ * CUDA tensors, into pinned memory: the caller may then change them), and
+ * a background thread of the store writes, commits and applies keep_last.
+ * Staging memory is bounded by staging_bytes: a save waits for earlier
+ * background saves to make room, and one larger than all of it is written
+ * before the call returns.  The staging buffers are kept for the next
+ * saves, up to staging_bytes in all, until tsnap_store_free: a store that
+ * saves CUDA tensors holds up to staging_bytes of pinned (page-locked)
+ * host memory, and one that saves host tensors as much ordinary memory.
+ * The device copies' stream, event and device scratch are released as
+ * soon as the copy has landed.  A background failure is never lost: the next tsnap_store_save
  * or tsnap_store_wait returns it (and the failed step is not listed).
  * With an HDF5 that is not thread-safe, every save waits.
  */

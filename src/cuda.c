@@ -4,10 +4,17 @@
  * Built when the CUDA toolkit is found.  The driver (libcuda.so.1) is
  * opened at the first use, not linked: the library, its static form and
  * the Python extension run on machines without it, where a CUDA tensor
- * gets TSNAP_ENOCUDA saying so.  Each device's primary context is the one
- * used, the context the CUDA runtime (and so PyTorch, CuPy, JAX) uses, so
- * their streams and pointers are ours to use.  The packing kernels are
- * kernels.cu, compiled into a fat binary that is part of this library.
+ * gets TSNAP_ENOCUDA saying so (the toolkit's stub library too, by name).
+ * Each device's primary context is the one used, the context the CUDA
+ * runtime (and so PyTorch, CuPy, JAX) uses, so their streams and pointers
+ * are ours to use; it is made current only between enter() and leave(),
+ * which give the calling thread back the context it had.  A reset of the
+ * device (its context gets a new id) drops the kernels and, through the
+ * generation, device.c's pinned buffers.  A fork()ed child of a process
+ * that had initialised the driver is refused: the driver cannot serve it.
+ * The packing kernels are kernels.cu, compiled into a fat binary that is
+ * part of this library; a driver too old for it is named in the error,
+ * with the CUDA version the library was built with.
  */
 #include <cuda.h>
 #include <dlfcn.h>
