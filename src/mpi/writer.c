@@ -347,13 +347,19 @@ int tsnap_mpi_writer_commit(tsnap_mpi_writer *w)
             snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
         if (err == 0 && (err = write_snapshot(w, plan, count)) < 0)
             snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
-        if (err < 0)
+        if (err < 0) {
+            /* no file left once any rank returns */
             tsnap_writer_abort(w->snap);
-        tm_settle_parts(w->path, w->id, err);
+            tm_settle_parts(w->path, w->id, err);
+        }
     }
     tm_plan_free(plan, count);
     tm_records_free(recs, recs ? w->size : 0);
-    return tm_outcome(w->comm, err, msg, NULL, 0);
+    int outcome = tm_outcome(w->comm, err, msg, NULL, 0);
+    /* committed: what PATH referred to before goes, the others need not wait */
+    if (w->rank == 0 && err == 0)
+        tm_settle_parts(w->path, w->id, 0);
+    return outcome;
 }
 
 void tsnap_mpi_writer_free(tsnap_mpi_writer *w)
