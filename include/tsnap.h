@@ -249,7 +249,9 @@ TSNAP_API int tsnap_writer_create(tsnap_writer **out, const char *path,
  * device_id, or host memory labelled CUDA, is TSNAP_EINVAL (nothing is
  * copied, so no fault reaches the context the process shares).  The
  * calling thread's current CUDA context is the same on return as it was
- * on entry, for this and every other call of the library.
+ * on entry, for this and every other call of the library.  Pinned host
+ * memory (kDLCUDAHost) is read by the CPU after the work queued on the
+ * stream, as device memory is copied after it.
  */
 TSNAP_API int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor);
 

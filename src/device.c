@@ -241,6 +241,23 @@ void tsnap__cuda_free(int device, void *p)
     }
 }
 
+int tsnap__cuda_order_host(const DLTensor *t, void *stream, const char *file, const char *name)
+{
+    const tsnap_cuda_ops *ops;
+    void *saved;
+    int err, rc;
+    if (!t || t->device.device_type != kDLCUDAHost)
+        return 0;
+    if ((err = ops_enter(t->device.device_id, file, name, &ops, &saved)) < 0)
+        return err;
+    if ((rc = ops->stream_sync(stream)) != 0)
+        err = tsnap__err(TSNAP_ECUDA, file, name,
+                         "waiting for the work queued on the stream failed on CUDA device %d: %s",
+                         (int)t->device.device_id, ops->error_string(rc));
+    leave(ops, saved);
+    return err;
+}
+
 int tsnap__pinned_alloc(int device, size_t n, void **p, unsigned *gen, const char *file,
                         const char *name)
 {

@@ -433,6 +433,11 @@ void tsnap__cuda_free(int device, void *p);
 /* The device of the calling thread's current CUDA context ("cuda" without
  * a number); 0 when it has none or CUDA cannot be used. */
 int tsnap__cuda_current_device(void);
+/* For a tensor labelled kDLCUDAHost (pinned host memory that CUDA work may
+ * use, which the CPU reads and writes directly): waits for the work queued
+ * on `stream` (NULL: the legacy default stream) of its device, so that the
+ * CPU comes after it, as a device tensor's copies do.  0 for other memory. */
+int tsnap__cuda_order_host(const DLTensor *t, void *stream, const char *file, const char *name);
 /* Pinned host memory of at least `n` bytes, for staging from `device`,
  * tagged with the device's generation (*gen) for tsnap__pinned_free. */
 int tsnap__pinned_alloc(int device, size_t n, void **p, unsigned *gen, const char *file,

@@ -964,7 +964,8 @@ static int read_tensor(tsnap_reader *r, const char *name, const int64_t *start,
         return err;
     }
     if ((err = make_selection(r, &t, start, count, step, &s)) < 0 ||
-        (err = tsnap__view_init(&v, dst, r->path, name)) < 0)
+        (err = tsnap__view_init(&v, dst, r->path, name)) < 0 ||
+        (err = tsnap__cuda_order_host(dst, stream, r->path, name)) < 0)
         goto done;
     if (v.dtype != t.dtype) {
         err = tsnap__err(TSNAP_EINVAL, r->path, name,

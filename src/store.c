@@ -607,7 +607,7 @@ static int stage_tensor(tsnap_store *s, const char *name, const DLTensor *t, sta
         return err;
     if (v.device >= 0 && v.nelems > 0)
         err = tsnap__stage_into(&v, NULL, out->heap, s->dir, out->name);
-    else if (v.nelems > 0)
+    else if (v.nelems > 0 && (err = tsnap__cuda_order_host(t, NULL, s->dir, name)) == 0)
         tsnap__gather(&v, 0, v.nelems, out->heap);
     out->t.data = out->heap;
     return err;

@@ -636,7 +636,8 @@ int tsnap_writer_put_stream(tsnap_writer *w, const char *name, const DLTensor *t
     if ((err = check_open(w, name)) < 0 || (err = tsnap__check_name(w->path, name)) < 0 ||
         (err = tsnap__view_init(&v, tensor, w->path, name)) < 0 ||
         (err = check_free_name(w, name)) < 0 ||
-        (v.device >= 0 && (err = tsnap__cuda_check(v.device, w->path, name)) < 0))
+        (v.device >= 0 && (err = tsnap__cuda_check(v.device, w->path, name)) < 0) ||
+        (err = tsnap__cuda_order_host(tensor, cuda_stream, w->path, name)) < 0)
         return err;
 
     rank = v.ndim;

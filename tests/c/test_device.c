@@ -929,6 +929,53 @@ static void test_a_put_on_the_callers_stream_sees_its_queued_work(void)
     free(dev);
 }
 
+/* Pinned host memory (kDLCUDAHost) is read and written by the CPU after
+ * the work queued on the caller's stream, as device memory is copied. */
+static void test_pinned_host_memory_is_ordered_on_the_callers_stream(void)
+{
+    enum { N = 100000 };
+    int64_t shape[1] = {N};
+    unsigned char *want = alloc_filled(N, 0x7e), *got = alloc_filled(N, 0);
+    const char *path = tpath("pinned-host.h5");
+    fake_on();
+    void *pin = NULL, *saved = NULL;
+    const tsnap_cuda_ops *ops = tsnap__cuda_runtime();
+    CHECK_FATAL(ops->enter(0, &saved) == 0 && ops->host_alloc(&pin, N) == 0);
+    ops->leave(saved);
+    memset(pin, 0x11, N);
+    DLTensor t = cpu_tensor(pin, TSNAP_UINT8, 1, shape, NULL, 0);
+    t.device.device_type = kDLCUDAHost;
+    fstream *caller = fake_stream(0);
+    LOCK();
+    enqueue_locked(caller, (fop){.kind = OP_FILL, .dst = pin, .n = N, .fill = 0x7e});
+    UNLOCK();
+    tsnap_writer *w = NULL;
+    CHECK_OK_FATAL(tsnap_writer_create(&w, path, NULL));
+    CHECK_OK(tsnap_writer_put_stream(w, "x", &t, caller));
+    CHECK_OK(tsnap_writer_commit(w));
+    tsnap_writer_free(w);
+    /* a read into it comes after what is queued (a fill with zeros) too */
+    LOCK();
+    enqueue_locked(caller, (fop){.kind = OP_FILL, .dst = pin, .n = N, .fill = 0});
+    UNLOCK();
+    tsnap_reader *rd = open_reader(path);
+    CHECK_OK(tsnap_reader_read_stream(rd, "x", NULL, NULL, NULL, &t, caller));
+    LOCK();
+    run_stream(caller, 0);
+    UNLOCK();
+    CHECK_MEM(pin, want, N, "read into pinned memory after the stream's work");
+    DLTensor h = cpu_tensor(got, TSNAP_UINT8, 1, shape, NULL, 0);
+    CHECK_OK(tsnap_reader_read(rd, "x", NULL, NULL, NULL, &h));
+    CHECK_MEM(got, want, N, "what the caller's stream wrote before the put");
+    tsnap_reader_free(rd);
+    CHECK_FATAL(ops->enter(0, &saved) == 0);
+    ops->host_free(pin);
+    ops->leave(saved);
+    fake_off();
+    free(want);
+    free(got);
+}
+
 /* ---- asynchronous puts ------------------------------------------------ */
 
 /* Every case put asynchronously, waited for, then overwritten: the file
@@ -1841,6 +1888,7 @@ const test_entry device_tests[] = {
     TEST(test_every_case_saves_from_device_memory_in_tiny_deflate_chunks),
     TEST(test_every_case_saves_from_device_memory_on_one_thread),
     TEST(test_a_put_on_the_callers_stream_sees_its_queued_work),
+    TEST(test_pinned_host_memory_is_ordered_on_the_callers_stream),
     TEST(test_async_puts_write_what_the_tensors_held_before_the_wait_returned),
     TEST(test_async_puts_are_written_at_commit_and_their_names_are_taken),
     TEST(test_async_put_failures_surface_at_the_call_the_wait_or_the_commit),
