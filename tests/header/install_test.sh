@@ -62,6 +62,16 @@ find_package)
     run "$CMAKE" --build "$out/build"
     run "$out/build/consumer_shared" "$out/data"
     run "$out/build/consumer_static" "$out/data"
+    # With MPI: tsnap::mpi builds, and its program saves on 2 ranks.
+    if [ -n "$(find "$prefix" -name tsnapMpiTargets.cmake)" ]; then
+        [ -x "$out/build/consumer_mpi" ] ||
+            { echo "tsnap::mpi is installed but consumer_mpi was not built" >&2; exit 1; }
+        # (Open MPI's own leaks are no concern here: tests/mpi checks ours)
+        run env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+            ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+            "${MPIRUN:-mpirun}" --oversubscribe -n 2 "$out/build/consumer_mpi" "$out/data"
+        [ -f "$out/data/consumer_mpi.h5" ] || { echo "consumer_mpi saved nothing" >&2; exit 1; }
+    fi
     # The shared consumer must have loaded the installed library.
     libdir=$(find_one libtsnap.so)
     if command -v ldd >/dev/null 2>&1; then
