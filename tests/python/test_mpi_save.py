@@ -69,7 +69,11 @@ def test_every_dtype_and_cut_reads_as_the_global_tensor_in_h5py_and_tsnap(writte
                 pyhelpers.assert_same_values(got, want, f"{variant} {name} (h5py)")
             for name, want in cases.replicated(seed).items():
                 np.testing.assert_array_equal(f[name][()], want)
+            c32 = pyhelpers.expected_from_h5py(f[cases.COMPLEX32[0]], "complex32")
+            pyhelpers.assert_bits_equal(c32, cases.complex32_global(seed), "complex32 (h5py)")
         loaded = tsnap.load(path)
+        pyhelpers.assert_bits_equal(loaded[cases.COMPLEX32[0]], cases.complex32_global(seed),
+                                    f"{variant} complex32 (tsnap.load)")
         for name in cases.dtype_tensors():
             pyhelpers.assert_same_values(loaded[name], expected(seed, name)[1],
                                          f"{variant} {name} (tsnap.load)")

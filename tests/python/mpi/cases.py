@@ -108,6 +108,24 @@ def dtype_tensors():
     return out
 
 
+# complex32 has no NumPy dtype: its blocks go in as DLPack tensors over
+# float16 pairs, and it loads as complex64.
+COMPLEX32 = ("dtypes/complex32", (9, 7), "grid")
+
+
+def complex32_pairs(seed):
+    """The global complex32 tensor as float16 pairs (a trailing axis of 2)."""
+    name, shape, _ = COMPLEX32
+    return global_array(seed, name, "float16", shape + (2,))
+
+
+def complex32_global(seed):
+    pairs = complex32_pairs(seed)
+    out = np.empty(pairs.shape[:-1], np.complex64)
+    out.real, out.imag = pairs[..., 0], pairs[..., 1]
+    return out
+
+
 def replicated(seed):
     """The replicated tensors (rank 0's are written)."""
     rng = rng_for(seed, "replicated")

@@ -70,6 +70,13 @@ def my_tensors(data_seed):
         a = cases.global_array(data_seed, name, dtype, shape)
         b = cases.blocks(data_seed, name, shape, kind, nranks)[rank]
         tensors[name] = tsnap.Shard(layout(i, dtype, a[b]), cases.offset_of(b), shape)
+    name, shape, kind = cases.COMPLEX32
+    b = cases.blocks(data_seed, name, shape, kind, nranks)[rank]
+    pairs = np.ascontiguousarray(cases.complex32_pairs(data_seed)[b])
+    producer = cases.pyhelpers.DLPackTensor(pairs, cases.pyhelpers.kDLComplex, 32,
+                                            shape=pairs.shape[:2],
+                                            strides=(pairs.shape[1], 1))
+    tensors[name] = tsnap.Shard(producer, cases.offset_of(b), shape)
     tensors.update(cases.replicated(data_seed))
     return tensors
 
