@@ -157,6 +157,13 @@ static CUresult need_ctx(fctx **c)
     return (*c)->sticky;
 }
 
+/* need_ctx, and a live event. */
+static CUresult need_event(fctx **c, const fevent *e)
+{
+    CUresult rc = need_ctx(c);
+    return rc ? rc : !e || e->dead ? CUDA_ERROR_INVALID_HANDLE : CUDA_SUCCESS;
+}
+
 static bool random_failure(void)
 {
     return F.fail_permille && (unsigned)rand_r(&F.seed) % 1000 < F.fail_permille;
@@ -430,9 +437,7 @@ static CUresult fk_cuEventDestroy(CUevent h)
     fctx *c;
     fevent *e = (fevent *)h;
     LOCK();
-    CUresult rc = need_ctx(&c);
-    if (!rc && (!e || e->dead))
-        rc = CUDA_ERROR_INVALID_HANDLE;
+    CUresult rc = need_event(&c, e);
     if (!rc) {
         for (fevent **p = &F.events; *p; p = &(*p)->next)
             if (*p == e) {
@@ -451,8 +456,8 @@ static CUresult fk_cuEventRecord(CUevent h, CUstream sh)
     fctx *c;
     fevent *e = (fevent *)h;
     LOCK();
-    CUresult rc = need_ctx(&c);
-    if (!rc && (!e || e->dead || e->device != c->device))
+    CUresult rc = need_event(&c, e);
+    if (!rc && e->device != c->device)
         rc = CUDA_ERROR_INVALID_HANDLE;
     if (!rc && !(rc = check_stream(c, (fstream *)sh))) {
         e->stream = (fstream *)sh;
@@ -468,9 +473,7 @@ static CUresult fk_cuEventSynchronize(CUevent h)
     fctx *c;
     fevent *e = (fevent *)h;
     LOCK();
-    CUresult rc = need_ctx(&c);
-    if (!rc && (!e || e->dead))
-        rc = CUDA_ERROR_INVALID_HANDLE;
+    CUresult rc = need_event(&c, e);
     if (!rc && (F.fail_sync || random_failure()))
         rc = FAKE_COPY_FAILURE;
     if (!rc && e->stream)
@@ -488,9 +491,7 @@ static CUresult fk_cuStreamWaitEvent(CUstream sh, CUevent h, unsigned flags)
     fevent *e = (fevent *)h;
     (void)flags;
     LOCK();
-    CUresult rc = need_ctx(&c);
-    if (!rc && (!e || e->dead))
-        rc = CUDA_ERROR_INVALID_HANDLE;
+    CUresult rc = need_event(&c, e);
     if (!rc && !(rc = check_stream(c, (fstream *)sh)))
         rc = enqueue_locked((fstream *)sh,
                             (fop){.kind = OP_WAIT, .wait_on = e->stream, .seq = e->seq});
@@ -1323,6 +1324,14 @@ static float *random_floats(rng *r, size_t n)
     return p;
 }
 
+/* Random floats for a rows x cols strided_on() tensor, seeded from `label`. */
+static float *strided_floats(const char *label, int64_t rows, int64_t cols)
+{
+    rng r;
+    rng_init(&r, label);
+    return random_floats(&r, (size_t)(2 * rows * cols));
+}
+
 /* The thread's current context, whatever it was, is the same after every
  * call: a save of cuda:0 is not a hidden cudaSetDevice(0). */
 static void test_every_call_leaves_the_callers_context_current(void)
@@ -1383,11 +1392,9 @@ static void test_every_call_leaves_the_callers_context_current(void)
  * pinned buffer, for an asynchronous put). */
 static void test_a_failed_staging_set_up_leaks_nothing(void)
 {
-    rng r;
-    rng_init(&r, __func__);
     enum { ROWS = 64, COLS = 33 };
     int64_t shape[2] = {ROWS, COLS}, strides[2];
-    float *a = random_floats(&r, 2 * ROWS * COLS);
+    float *a = strided_floats(__func__, ROWS, COLS);
     for (long k = 1; k <= 6; k++) {
         ctx_set("allocation %ld fails", k);
         fake_on();
@@ -1444,11 +1451,9 @@ static void check_refused(DLTensor *t, int code, const char *why)
  * calls unknown, kernels a driver cannot load: each says what it is. */
 static void test_driver_failures_name_their_cause(void)
 {
-    rng r;
-    rng_init(&r, __func__);
     enum { ROWS = 40, COLS = 9 };
     int64_t shape[2] = {ROWS, COLS}, strides[2];
-    float *a = random_floats(&r, 2 * ROWS * COLS);
+    float *a = strided_floats(__func__, ROWS, COLS);
 
     fake_on();
     F.stub = true;
@@ -1560,11 +1565,9 @@ static void *free_writer(void *arg)
  * device scratch once its copy has landed. */
 static void test_staging_is_released_in_the_devices_context_on_any_thread(void)
 {
-    rng r;
-    rng_init(&r, __func__);
     enum { ROWS = 100, COLS = 31 };
     int64_t shape[2] = {ROWS, COLS}, strides[2];
-    float *a = random_floats(&r, 2 * ROWS * COLS);
+    float *a = strided_floats(__func__, ROWS, COLS);
     fake_on();
     DLTensor t = strided_on(a, shape, strides, 0);
     struct free_args fa = {NULL};
@@ -1719,11 +1722,9 @@ static void *stage_strided(void *arg)
  * the child gets TSNAP_ENOCUDA saying why, not a deadlock. */
 static void test_a_forked_child_gets_enocuda_not_a_deadlock(void)
 {
-    rng r;
-    rng_init(&r, __func__);
     enum { ROWS = 16, COLS = 5 };
     int64_t shape[2] = {ROWS, COLS}, strides[2];
-    float *a = random_floats(&r, 2 * ROWS * COLS);
+    float *a = strided_floats(__func__, ROWS, COLS);
     struct stage_args sa;
     fake_on();
     DLTensor t = strided_on(a, shape, strides, 0);
