@@ -35,6 +35,20 @@ static int mpi_failed(int rc, const char *call)
     return tm_fail(TSNAP_EIO, msg, sizeof msg, "%s failed: %s", call, text);
 }
 
+int tm_comm_dup(MPI_Comm comm, MPI_Comm *out, int *rank, int *size)
+{
+    int rc;
+    *out = MPI_COMM_NULL;
+    if ((rc = MPI_Comm_dup(comm, out)) != MPI_SUCCESS)
+        return mpi_failed(rc, "MPI_Comm_dup");
+    if ((rc = MPI_Comm_rank(*out, rank)) != MPI_SUCCESS ||
+        (rc = MPI_Comm_size(*out, size)) != MPI_SUCCESS) {
+        MPI_Comm_free(out);
+        return mpi_failed(rc, "MPI_Comm_rank");
+    }
+    return 0;
+}
+
 /* ---- packing records ------------------------------------------------ */
 
 typedef struct buf {

@@ -73,6 +73,9 @@ void tm_format_box(char *buf, size_t len, int ndim, const int64_t *lo, const int
 
 /* ---- commit.c ------------------------------------------------------- */
 
+/* A communicator of our own (*out), with this rank and the size. */
+int tm_comm_dup(MPI_Comm comm, MPI_Comm *out, int *rank, int *size);
+
 /* Collective: gathers every rank's record to rank 0 (into recs[nranks],
  * entries included when `entries`).  On the others *recs is NULL. */
 int tm_gather(MPI_Comm comm, const tm_record *mine, bool entries, tm_record **recs);

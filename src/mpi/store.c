@@ -324,14 +324,13 @@ int tsnap_mpi_store_open(tsnap_mpi_store **out, MPI_Comm comm, const char *dir,
         return tsnap_set_error(TSNAP_ENOMEM, "out of memory");
     s->comm = s->bg = MPI_COMM_NULL;
     pthread_mutex_init(&s->mu, NULL);
-    if (MPI_Comm_dup(comm, &s->comm) != MPI_SUCCESS || MPI_Comm_dup(comm, &s->bg) != MPI_SUCCESS) {
+    if ((err = tm_comm_dup(comm, &s->comm, &s->rank, &s->size)) < 0 ||
+        (err = tm_comm_dup(comm, &s->bg, &s->rank, &s->size)) < 0) {
+        snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
         tsnap_mpi_store_free(s);
-        return tsnap_set_error(TSNAP_EIO, "MPI_Comm_dup failed");
+        return tsnap_set_error(err, msg);
     }
-    MPI_Comm_rank(s->comm, &s->rank);
-    MPI_Comm_size(s->comm, &s->size);
-    MPI_Query_thread(&level);
-    s->multiple = level >= MPI_THREAD_MULTIPLE;
+    s->multiple = MPI_Query_thread(&level) == MPI_SUCCESS && level >= MPI_THREAD_MULTIPLE;
     tsnap_store_options o = opts ? *opts : defaults;
     s->wopts = o.write;
     s->writable = o.writable != 0;

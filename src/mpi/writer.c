@@ -56,19 +56,17 @@ int tsnap_mpi_writer_create(tsnap_mpi_writer **out, MPI_Comm comm, const char *p
 {
     char msg[TM_MSG_LEN] = "", extra[TM_ID_LEN + 1] = "";
     tsnap_mpi_writer *w;
-    int err = 0, rc;
+    int err = 0;
 
     if (!out)
         return tsnap_set_error(TSNAP_EINVAL, "invalid argument: out != NULL");
     *out = NULL;
     if (!(w = calloc(1, sizeof *w)))
         return tsnap_set_error(TSNAP_ENOMEM, "out of memory");
-    if ((rc = MPI_Comm_dup(comm, &w->comm)) != MPI_SUCCESS) {
+    if ((err = tm_comm_dup(comm, &w->comm, &w->rank, &w->size)) < 0) {
         free(w);
-        return tsnap_set_error(TSNAP_EIO, "MPI_Comm_dup failed");
+        return err;
     }
-    MPI_Comm_rank(w->comm, &w->rank);
-    MPI_Comm_size(w->comm, &w->size);
     if (opts)
         w->opts = *opts;
     else
