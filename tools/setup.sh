@@ -16,7 +16,8 @@ cd "$ROOT"
 
 APT_PACKAGES=(build-essential cmake pkg-config libhdf5-dev hdf5-tools libcunit1-dev
               libxxhash-dev libdeflate-dev libzstd-dev liblz4-dev libdlpack-dev zlib1g-dev
-              python3-venv python3-dev)
+              python3-venv python3-dev
+              openmpi-bin libopenmpi-dev libhdf5-openmpi-dev)
 BASE_PYTHON=/usr/bin/python3   # Debian's, whatever else is first on PATH
 VENV=$ROOT/.venv
 REQUIREMENTS=$ROOT/tests/requirements.txt
