@@ -161,6 +161,11 @@ def collectively(comm, fn, *args):
         result = fn(*args)
     except Exception as e:  # noqa: BLE001 - handed to every rank below
         failure = e
+    from mpi4py import MPI
+    flags = np.array([failure is not None], np.int32)
+    comm.Allreduce(MPI.IN_PLACE, flags, op=MPI.MAX)  # the common case: one small reduce
+    if not flags[0]:
+        return result
     mine = None
     if failure is not None:
         name = type(failure).__name__
@@ -169,8 +174,6 @@ def collectively(comm, fn, *args):
         mine = (name, str(failure))
     every = comm.allgather(mine)
     failed = [r for r, f in enumerate(every) if f is not None]
-    if not failed:
-        return result
     name, msg = every[failed[0]]
     same = [r for r in failed if every[r][1] == msg]
     where = _ranks(same)
