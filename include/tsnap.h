@@ -539,7 +539,9 @@ typedef struct tsnap_mapping tsnap_mapping;
 /**
  * Maps tensor `name` read-only from the file with no copy.  The mapping
  * outlives the reader.  Returns TSNAP_ENOTMAPPABLE, with the reason in the
- * message, when the bytes do not lie flat in the file.
+ * message, when the bytes do not lie flat in the file.  A virtual tensor
+ * of one block that covers it maps that block from its part file; one of
+ * several blocks is TSNAP_ENOTMAPPABLE (map a block: tsnap_reader_part).
  */
 TSNAP_API int tsnap_mapping_create(tsnap_mapping **out, tsnap_reader *r, const char *name);
 
