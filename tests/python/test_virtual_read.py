@@ -286,6 +286,26 @@ def test_h5py_virtual_datasets_read_as_h5py_reads_them(tmp_path, seed, dtype_nam
             assert_same_values(t[key], want[key], f"t[{key}]")
 
 
+def test_sources_in_the_same_file_or_named_absolutely_read_as_h5py_reads_them(tmp_path, seed):
+    rng = np.random.default_rng([seed, 14])
+    array = values(rng, np.uint32, (5, 8))
+    with h5py.File(tmp_path / "abs.h5", "w", libver=("v110", "v110")) as f:
+        f["right"] = array[:, 5:]
+    layout = h5py.VirtualLayout(shape=array.shape, dtype=array.dtype)
+    layout[:, :5] = h5py.VirtualSource(".", "blocks/left", shape=(5, 5))
+    layout[:, 5:] = h5py.VirtualSource(str(tmp_path / "abs.h5"), "right", shape=(5, 3))
+    with h5py.File(tmp_path / "same.h5", "w", libver=("v110", "v110")) as f:
+        f["blocks/left"] = array[:, :5]
+        f.create_virtual_dataset("v", layout)
+    with tsnap.open(tmp_path / "same.h5") as f:
+        parts = f["v"].parts
+        assert [p.file for p in parts] == [".", str(tmp_path / "abs.h5")]
+        assert parts[0].path == str(tmp_path / "same.h5")
+        assert_same_values(f["v"].numpy(), h5py_read(tmp_path / "same.h5", "v", "uint32"))
+        assert_same_values(f["v"][1:4, 3:7], array[1:4, 3:7])
+        assert_same_values(f["blocks/left"].numpy(), array[:, :5])
+
+
 def test_an_uncovered_region_reads_as_the_fill_value(tmp_path, seed):
     rng = np.random.default_rng([seed, 8])
     array = values(rng, np.float32, (6, 4))
