@@ -225,6 +225,21 @@ static void notice_reset(int device, CUcontext ctx)
     pthread_mutex_unlock(&mu);
 }
 
+/* After a reset that destroyed the context `ctx` we had for `device`:
+ * what it held is gone, the kernels and device.c's pinned buffers with it. */
+static void forget_context(int device, CUcontext ctx)
+{
+    pthread_mutex_lock(&mu);
+    struct device_state *d = &devices[device];
+    if (d->ctx == ctx) {
+        d->ctx = NULL;
+        d->ctx_id = 0;
+        d->gather = d->scatter = NULL;
+        d->generation++;
+    }
+    pthread_mutex_unlock(&mu);
+}
+
 /* Makes `device`'s primary context current on this thread; *saved is the
  * context it had, for leave(). */
 static int enter(int device, void **saved)
@@ -239,19 +254,24 @@ static int enter(int device, void **saved)
         return (int)CUDA_ERROR_INVALID_DEVICE;
     if ((rc = D.cuCtxGetCurrent(&prev)) != CUDA_SUCCESS)
         return (int)rc;
-    pthread_mutex_lock(&mu);
-    struct device_state *d = &devices[device];
-    if (!d->ctx) {
-        CUdevice dev;
-        if ((rc = D.cuDeviceGet(&dev, device)) == CUDA_SUCCESS)
-            rc = D.cuDevicePrimaryCtxRetain(&d->ctx, dev); /* kept for the process */
-        if (rc != CUDA_SUCCESS)
-            d->ctx = NULL;
+    for (int tries = 0; tries < 2; tries++) {
+        pthread_mutex_lock(&mu);
+        struct device_state *d = &devices[device];
+        if (!d->ctx) {
+            CUdevice dev;
+            if ((rc = D.cuDeviceGet(&dev, device)) == CUDA_SUCCESS)
+                rc = D.cuDevicePrimaryCtxRetain(&d->ctx, dev); /* kept for the process */
+            if (rc != CUDA_SUCCESS)
+                d->ctx = NULL;
+        }
+        ctx = d->ctx;
+        pthread_mutex_unlock(&mu);
+        if (rc == CUDA_SUCCESS && ctx != prev)
+            rc = D.cuCtxSetCurrent(ctx);
+        if (rc != CUDA_ERROR_CONTEXT_IS_DESTROYED && rc != CUDA_ERROR_INVALID_CONTEXT)
+            break;
+        forget_context(device, ctx); /* a reset that destroyed it: retain it anew */
     }
-    ctx = d->ctx;
-    pthread_mutex_unlock(&mu);
-    if (rc == CUDA_SUCCESS && ctx != prev)
-        rc = D.cuCtxSetCurrent(ctx);
     if (rc != CUDA_SUCCESS)
         return (int)rc;
     notice_reset(device, ctx);

@@ -89,6 +89,7 @@ typedef struct fctx {
     int device;
     unsigned long long id;
     CUresult sticky; /* 0, or the error every call gets from now on */
+    bool destroyed;  /* by a reset, until retained again */
 } fctx;
 
 typedef struct fmodule {
@@ -134,6 +135,7 @@ static struct fake {
     fstream *streams;
     fevent *events;
     const char *missing; /* a symbol the "driver" lacks */
+    bool reset_destroys; /* a reset destroys the context (else: a new id) */
     volatile int block_module, in_module; /* the fork test's */
 } F;
 
@@ -291,6 +293,9 @@ static CUresult fk_cuDevicePrimaryCtxRetain(CUcontext *ctx, CUdevice d)
 {
     if (d < 0 || d >= F.devices)
         return CUDA_ERROR_INVALID_DEVICE;
+    LOCK();
+    F.prim[d].destroyed = false;
+    UNLOCK();
     *ctx = (CUcontext)&F.prim[d];
     return CUDA_SUCCESS;
 }
@@ -304,6 +309,8 @@ static CUresult fk_cuCtxGetCurrent(CUcontext *ctx)
 /* The top of the thread's stack becomes `ctx`; NULL pops it. */
 static CUresult fk_cuCtxSetCurrent(CUcontext ctx)
 {
+    if (ctx && ((fctx *)ctx)->destroyed)
+        return CUDA_ERROR_CONTEXT_IS_DESTROYED;
     if (!ctx) {
         if (depth)
             depth--;
@@ -691,6 +698,7 @@ static CUresult fk_cuGetErrorString(CUresult e, const char **s)
         *s = "fake: the provided PTX was compiled with an unsupported toolchain";
         break;
     case CUDA_ERROR_UNKNOWN: *s = "fake: unknown error"; break;
+    case CUDA_ERROR_CONTEXT_IS_DESTROYED: *s = "fake: context is destroyed"; break;
     default: return CUDA_ERROR_INVALID_VALUE;
     }
     return CUDA_SUCCESS;
@@ -752,7 +760,7 @@ static void fake_on(void)
     F.fail_copy_after = -1;
     F.driver_version = CUDA_VERSION;
     for (int d = 0; d < FAKE_DEVICES; d++)
-        F.prim[d] = (fctx){d, ++F.next_id, CUDA_SUCCESS};
+        F.prim[d] = (fctx){d, ++F.next_id, CUDA_SUCCESS, false};
     UNLOCK();
     depth = 0;
     tsnap__cuda_set_driver(fake_symbol);
@@ -810,6 +818,7 @@ static void fake_reset(int device)
         }
     F.prim[device].id = ++F.next_id;
     F.prim[device].sticky = CUDA_SUCCESS;
+    F.prim[device].destroyed = F.reset_destroys;
     UNLOCK();
 }
 
@@ -1609,8 +1618,9 @@ static void test_a_device_reset_is_noticed_and_the_next_put_works(void)
     o.overwrite = 1;
     fake_on();
     DLTensor t = strided_on(a, shape, strides, 0);
-    for (int round = 0; round < 3; round++) {
+    for (int round = 0; round < 6; round++) {
         ctx_set("after %d resets", round);
+        F.reset_destroys = round >= 3; /* as a driver that makes a new context */
         tsnap_writer *w = NULL;
         CHECK_OK_FATAL(tsnap_writer_create(&w, path, &o));
         CHECK_OK(tsnap_writer_put(w, "t", &t));
