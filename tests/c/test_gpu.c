@@ -224,11 +224,120 @@ static void test_gpu_a_hyperslab_restores_into_a_strided_device_tensor(void)
     free(got);
 }
 
+/* Writes `t` as "x" and checks that the file holds `want` (n bytes). */
+static void put_and_compare(const DLTensor *t, void *stream, const void *want, size_t n,
+                            const char *what)
+{
+    const char *path = tpath("put.h5");
+    tsnap_write_options o = TSNAP_WRITE_OPTIONS_INIT;
+    o.overwrite = 1;
+    tsnap_writer *w = NULL;
+    CHECK_OK_FATAL(tsnap_writer_create(&w, path, &o));
+    CHECK_OK(tsnap_writer_put_stream(w, "x", t, stream));
+    CHECK_OK(tsnap_writer_commit(w));
+    tsnap_writer_free(w);
+    unsigned char *got = malloc(n ? n : 1);
+    int64_t shape[1] = {(int64_t)n};
+    tsnap_reader *rd = open_reader(path);
+    DLTensor h = cpu_tensor(got, TSNAP_UINT8, 1, shape, NULL, 0);
+    h.dtype = t->dtype; /* the same bytes, read as the tensor's dtype */
+    h.shape = t->shape;
+    h.ndim = t->ndim;
+    CHECK_OK(tsnap_reader_read(rd, "x", NULL, NULL, NULL, &h));
+    CHECK_MEM(got, want, n, what);
+    tsnap_reader_free(rd);
+    free(got);
+}
+
+/* cudaDeviceReset between puts: the kernels and pinned buffers tsnap kept
+ * are gone with the context, and the next puts work. */
+static void test_gpu_puts_work_after_a_device_reset(void)
+{
+    if (!have_gpu())
+        return;
+    rng r;
+    rng_init(&r, __func__);
+    int64_t shape[2] = {513, 257}, fstrides[2] = {1, 513};
+    size_t n = 513 * 257 * 4;
+    float *src = malloc(n), *want = malloc(n);
+    rng_fill_dtype(&r, src, 513 * 257, TSNAP_FLOAT32);
+    for (int i = 0; i < 513; i++) /* the Fortran-order tensor in C order */
+        for (int j = 0; j < 257; j++)
+            want[i * 257 + j] = src[i + 513 * j];
+    for (int round = 0; round < 3; round++) {
+        ctx_set("after %d resets", round);
+        void *dev = NULL;
+        CUDA_OK(cudaMalloc(&dev, n));
+        CUDA_OK(cudaMemcpy(dev, src, n, cudaMemcpyHostToDevice));
+        DLTensor t = cpu_tensor(dev, TSNAP_FLOAT32, 2, shape, fstrides, 0);
+        t.device.device_type = kDLCUDA;
+        put_and_compare(&t, NULL, want, n, "a strided tensor packed on the device");
+        CUDA_OK(cudaFree(dev));
+        CUDA_OK(cudaDeviceReset());
+    }
+    ctx_clear();
+    free(src);
+    free(want);
+}
+
+/* What the driver says the pointer is decides: host memory labelled CUDA
+ * is refused, managed memory is read, pinned host memory (kDLCUDAHost) is
+ * read after the work queued on the stream. */
+static void test_gpu_pointers_are_checked_and_pinned_memory_is_ordered(void)
+{
+    if (!have_gpu())
+        return;
+    size_t n = (size_t)16 << 20;
+    int64_t shape[1] = {(int64_t)n};
+    unsigned char *host = malloc(n), *want = malloc(n), *pinned = NULL, *managed = NULL;
+    memset(host, 0x21, n);
+    DLTensor t = cpu_tensor(host, TSNAP_UINT8, 1, shape, NULL, 0);
+    t.device.device_type = kDLCUDA;
+    tsnap_writer *w = NULL;
+    CHECK_OK_FATAL(tsnap_writer_create(&w, tpath("refused.h5"), NULL));
+    CHECK_ERR(tsnap_writer_put(w, "host", &t), TSNAP_EINVAL);
+    CHECK_ERRMSG_HAS("host memory");
+    CUDA_OK(cudaMallocHost((void **)&pinned, n));
+    t.data = pinned;
+    CHECK_ERR(tsnap_writer_put(w, "pinned", &t), TSNAP_EINVAL);
+    CHECK_ERRMSG_HAS("pinned host memory");
+    tsnap_writer_free(w);
+
+    CUDA_OK(cudaMallocManaged((void **)&managed, n, cudaMemAttachGlobal));
+    memset(managed, 0x5c, n);
+    memset(want, 0x5c, n);
+    t.data = managed;
+    t.device.device_type = kDLCUDAManaged;
+    put_and_compare(&t, NULL, want, n, "managed memory");
+
+    /* pinned memory that a stream fills behind a long job */
+    void *slow = NULL;
+    size_t big = (size_t)1 << 30;
+    cudaStream_t s;
+    CUDA_OK(cudaMalloc(&slow, big));
+    CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    memset(pinned, 0x11, n);
+    for (int i = 0; i < 8; i++)
+        CUDA_OK(cudaMemsetAsync(slow, i, big, s));
+    CUDA_OK(cudaMemcpyAsync(pinned, managed, n, cudaMemcpyDefault, s));
+    t.data = pinned;
+    t.device.device_type = kDLCUDAHost;
+    put_and_compare(&t, s, want, n, "pinned memory, after the stream's copy into it");
+    CUDA_OK(cudaStreamDestroy(s));
+    cudaFree(slow);
+    cudaFree(managed);
+    cudaFreeHost(pinned);
+    free(host);
+    free(want);
+}
+
 const test_entry gpu_tests[] = {
     TEST(test_gpu_every_case_round_trips_uncompressed),
     TEST(test_gpu_every_case_round_trips_in_tiny_deflate_chunks),
     TEST(test_gpu_a_put_on_a_stream_follows_the_work_queued_on_it),
     TEST(test_gpu_an_async_put_keeps_what_the_tensor_held_when_staged),
     TEST(test_gpu_a_hyperslab_restores_into_a_strided_device_tensor),
+    TEST(test_gpu_puts_work_after_a_device_reset),
+    TEST(test_gpu_pointers_are_checked_and_pinned_memory_is_ordered),
     TEST_END,
 };
