@@ -197,34 +197,38 @@ static int write_part(tsnap_mpi_store *s, const char *path, const item *it,
     return err;
 }
 
-/* Rank 0, every part durable and every block checked: the snapshot file
- * of the step, committed through the core store (keep_last included). */
-static int write_snapshot(tsnap_mpi_store *s, tsnap_store *core, const char *path, const item *it,
+/* Rank 0, while the parts are written: the snapshot file of the step
+ * begun, with its replicated tensors and root attributes. */
+static int start_snapshot(tsnap_mpi_store *s, tsnap_store *core, const item *it,
                           const DLTensor *tensors, size_t n, const tsnap_store_attr *attrs,
-                          size_t nattrs)
+                          size_t nattrs, tsnap_writer **w)
 {
-    tsnap_writer *w = NULL;
     size_t k = 0;
-    int err = tsnap_store_begin(core, it->step, &w);
+    int err = tsnap_store_begin(core, it->step, w);
     for (size_t i = 0; i < it->n && err == 0; i++) {
         if (!handed(s, &it->e[i]))
             continue;
         if (k >= n)
             err = tsnap_set_error(TSNAP_ESTATE, "the store handed fewer tensors than were saved");
         else if (it->e[i].replicated)
-            err = tsnap_writer_put(w, it->e[i].name, &tensors[k]);
+            err = tsnap_writer_put(*w, it->e[i].name, &tensors[k]);
         k++;
     }
-    if (err == 0)
-        err = tm_put_virtuals(w, path, it->id, it->plan, it->count);
     for (size_t i = 0; i < nattrs && err == 0; i++)
-        err = attrs[i].string ? tsnap_writer_set_attr_string(w, NULL, attrs[i].key, attrs[i].string)
-                              : tsnap_writer_set_attr(w, NULL, attrs[i].key, attrs[i].value);
+        err = attrs[i].string ? tsnap_writer_set_attr_string(*w, NULL, attrs[i].key, attrs[i].string)
+                              : tsnap_writer_set_attr(*w, NULL, attrs[i].key, attrs[i].value);
+    return err;
+}
+
+/* Rank 0, every part durable and every block checked: the virtual
+ * datasets, and the commit through the core store (keep_last included). */
+static int finish_snapshot(tsnap_store *core, const char *path, const item *it, tsnap_writer *w)
+{
+    int err = tm_put_virtuals(w, path, it->id, it->plan, it->count);
     if (err == 0)
         err = tm_sync_parts(path);
     if (err == 0)
         err = tsnap_store_commit(core, w);
-    tsnap_writer_free(w);
     return err;
 }
 
@@ -234,6 +238,7 @@ static int hook(void *ctx, tsnap_store *core, int64_t step, const char *const *n
     tsnap_mpi_store *s = ctx;
     char path[4096], msg[TM_MSG_LEN] = "";
     tm_record mine = {0}, *recs = NULL;
+    tsnap_writer *w = NULL;
     item *it;
     int err = 0;
 
@@ -250,8 +255,12 @@ static int hook(void *ctx, tsnap_store *core, int64_t step, const char *const *n
         return tsnap_set_error(TSNAP_ESTATE, "a distributed save lost its plan");
     err = it->err;
     snprintf(msg, sizeof msg, "%s", it->msg);
-    if (err == 0 && (err = tsnap_store_path(core, step, path, sizeof path)) == 0 &&
-        (err = write_part(s, path, it, tensors, n)) < 0)
+    if (err == 0 && (err = tsnap_store_path(core, step, path, sizeof path)) < 0)
+        snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
+    if (err == 0 && s->rank == 0 &&
+        (err = start_snapshot(s, core, it, tensors, n, attrs, nattrs, &w)) < 0)
+        snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
+    if (err == 0 && (err = write_part(s, path, it, tensors, n)) < 0)
         snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
     mine.err = err;
     mine.seq = it->seq;
@@ -261,14 +270,18 @@ static int hook(void *ctx, tsnap_store *core, int64_t step, const char *const *n
     if (s->rank == 0) {
         if (err == 0)
             err = tm_first_failure(recs, s->size, msg, sizeof msg, NULL);
-        if (err == 0 &&
-            (err = write_snapshot(s, core, path, it, tensors, n, attrs, nattrs)) < 0)
+        if (err == 0 && (err = finish_snapshot(core, path, it, w)) < 0)
             snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
-        tm_settle_parts(path, it->id, err);
+        tsnap_writer_free(w); /* a snapshot not committed is discarded */
+        if (err < 0 && tsnap_store_path(core, step, path, sizeof path) == 0)
+            tm_settle_parts(path, it->id, err); /* no file left once any rank returns */
     }
     tm_records_free(recs, recs ? s->size : 0);
-    if ((err = tm_outcome(s->bg, err, msg, NULL, 0)) < 0)
-        record_failure(s, it->seq, err, tsnap_errmsg());
+    int outcome = tm_outcome(s->bg, err, msg, NULL, 0);
+    if (outcome < 0)
+        record_failure(s, it->seq, outcome, tsnap_errmsg());
+    else if (s->rank == 0)
+        tm_settle_parts(path, it->id, 0); /* stale save folders of this step */
     item_free(it);
     return 0;
 }
