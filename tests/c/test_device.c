@@ -754,6 +754,8 @@ static void *fake_symbol(const char *name)
 /* A fresh driver with one device and nothing to fail. */
 static void fake_on(void)
 {
+    /* the pinned buffers kept from the real driver go back to it */
+    tsnap__cuda_set_ops(NULL);
     LOCK();
     memset(&F, 0, sizeof F);
     F.devices = 1;
