@@ -11,7 +11,7 @@ and comm= (tsnap.save, tsnap.Store).
 """
 from . import _core, errors
 from .errors import CudaError, Error, FormatError, IntegrityError, NotMappableError, StateError
-from ._file import File, Tensor, load, open, verify
+from ._file import File, Part, Tensor, load, open, verify
 from ._save import save
 from ._shard import Shard
 from ._store import Store
@@ -39,7 +39,7 @@ def set_threads(n):
     _core.set_threads(n)
 
 __all__ = [
-    "save", "load", "open", "verify", "File", "Tensor", "DeviceArray", "Store", "Shard",
+    "save", "load", "open", "verify", "File", "Tensor", "Part", "DeviceArray", "Store", "Shard",
     "get_threads", "set_threads",
     "Error", "FormatError", "IntegrityError", "NotMappableError", "CudaError", "StateError",
     "errors",
