@@ -271,9 +271,9 @@ TSNAP_API int tsnap_writer_put_stream(tsnap_writer *w, const char *name, const D
  * of it into pinned host memory (as much as the tensor; a strided one is
  * packed on the device first, in as much device memory) after the work
  * queued on `cuda_stream`, and returns without waiting.  The process keeps
- * pinned buffers for the next call: up to 256 MiB in all, or the last one
- * alone when it is larger, so that a put of the same tensor each step pins
- * its memory once.  The caller may
+ * pinned buffers for the next call: up to 256 MiB of them, and besides the
+ * last one used that is larger than that, so that a put of the same large
+ * tensor each step pins its memory once.  The caller may
  * overwrite the tensor once tsnap_writer_wait has returned 0; the tensor
  * is written to the file by tsnap_writer_commit, in the order of the puts.
  * Host memory, and an empty tensor, are put at once, as
@@ -421,6 +421,11 @@ typedef struct tsnap_tensor_info {
     char checksum[40];               /**< "xxh3-64:<16 hex digits>", or "" */
     size_t nparts;                   /**< a virtual dataset: its blocks
                                           (tsnap_reader_part); 0 otherwise */
+    int string;                      /**< a tsnap_string_kind: nonzero for a
+                                          0-d string dataset, which
+                                          tsnap_reader_describe refuses with
+                                          TSNAP_ETYPE (it is no tensor) and
+                                          tsnap_reader_read_string reads */
 } tsnap_tensor_info;
 
 /** A short constant description of a map status, e.g. "compressed". */
@@ -712,6 +717,81 @@ TSNAP_API int tsnap_store_open_hooked(tsnap_store **out, const char *dir,
  *  API, reports a failure as tsnap's own calls do. */
 TSNAP_API int tsnap_set_error(int code, const char *message);
 #endif
+
+/* ------------------------------------------------------------------ */
+/* System errors, strings and groups                                    */
+/* ------------------------------------------------------------------ */
+
+/**
+ * The errno of the last failed call on this thread when the operating
+ * system failed it (a read, write, open, fsync or rename: ENOSPC, EDQUOT,
+ * EACCES, EROFS, EIO, EFBIG...), else 0.  Such a failure is TSNAP_EIO (or
+ * TSNAP_EEXISTS, TSNAP_ENOTFOUND where those say more) and its message
+ * ends in the system's words, strerror(tsnap_errno()).  A background
+ * failure of a store keeps the errno it had.  Valid until the next tsnap
+ * call on this thread.
+ */
+TSNAP_API int tsnap_errno(void);
+
+/** The file that failure is about: a writer's final name, never its
+ *  temporary one ("" when tsnap_errno() is 0).  Valid as tsnap_errno(). */
+TSNAP_API const char *tsnap_errpath(void);
+
+/** What a string dataset holds. */
+typedef enum tsnap_string_kind {
+    TSNAP_STRING_NONE = 0,  /**< not a string */
+    TSNAP_STRING_UTF8 = 1,  /**< text: HDF5's UTF-8 character set (h5py: str) */
+    TSNAP_STRING_BYTES = 2  /**< bytes: HDF5's ASCII character set (h5py: bytes) */
+} tsnap_string_kind;
+
+/**
+ * Writes a 0-d string dataset `name` (names as tsnap_writer_put) holding
+ * the `len` bytes at `data`.  TSNAP_STRING_UTF8: valid UTF-8 without NUL
+ * characters, stored as a variable-length UTF-8 string, as h5py stores a
+ * Python str.  TSNAP_STRING_BYTES: any bytes, stored as a fixed-length
+ * string of exactly `len` bytes (null-padded, ASCII), as h5py stores a
+ * Python bytes object; an empty one as an empty variable-length ASCII
+ * string.  Strings carry no checksum.  Errors as tsnap_writer_put;
+ * TSNAP_EINVAL for text that is not UTF-8 or holds a NUL.
+ */
+TSNAP_API int tsnap_writer_put_string(tsnap_writer *w, const char *name, const char *data,
+                                      size_t len, tsnap_string_kind kind);
+
+/**
+ * Creates group `name` (and the groups above it), empty: how an empty
+ * mapping is stored.  TSNAP_EEXISTS if the name is taken.
+ */
+TSNAP_API int tsnap_writer_put_group(tsnap_writer *w, const char *name);
+
+/**
+ * Records what kind of value of the program's language the tensor,
+ * string or group `name` (put already) holds, as its string attribute
+ * `tsnap_pytype` (docs/FORMAT.md lists the values Python's package
+ * writes: "int", "float", "bool", "complex", "list", "tuple").  `type` is
+ * 1 to 31 characters of [a-z0-9_].  Setting it again replaces it.
+ */
+TSNAP_API int tsnap_writer_set_pytype(tsnap_writer *w, const char *name, const char *type);
+
+/**
+ * Reads the 0-d string dataset `name` (any string dataset of one element:
+ * variable-length or fixed-length, either character set): copies up to
+ * `cap` bytes of it into `buf` (no terminating NUL added; `buf` may be
+ * NULL when `cap` is 0) and sets *len to its whole length and *kind to
+ * its character set.  A fixed-length string gives all its bytes, padding
+ * included, except one padded with NULs up to a terminating NUL
+ * (H5T_STR_NULLTERM), which ends there.  TSNAP_ENOTFOUND for no such
+ * dataset, TSNAP_ETYPE for one that is not a single string.
+ */
+TSNAP_API int tsnap_reader_read_string(tsnap_reader *r, const char *name, char *buf, size_t cap,
+                                       size_t *len, tsnap_string_kind *kind);
+
+/** The number of groups of the file (the root not counted), at any depth,
+ *  empty ones included. */
+TSNAP_API size_t tsnap_reader_group_count(const tsnap_reader *r);
+
+/** The full name of group `index`, in sorted byte order, or NULL if out of
+ *  range.  Owned by the reader.  tsnap_reader_attr* take group names too. */
+TSNAP_API const char *tsnap_reader_group_name(const tsnap_reader *r, size_t index);
 
 #ifdef __cplusplus
 }

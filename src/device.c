@@ -29,9 +29,11 @@ static const tsnap_cuda_ops *override;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
 /* Pinned buffers kept after use: pinning is slow (the pages are locked),
- * as slow as copying them a few times over.
- * Each belongs to the device whose context allocated it, in the device's
- * generation then: a reset frees it with everything else. */
+ * as slow as copying them a few times over.  Up to pinned_keep bytes of
+ * them, and besides one larger than that (the last one used), so that an
+ * asynchronous put of a large tensor each step pins it once.  Each belongs
+ * to the device whose context allocated it, in the device's generation
+ * then: a reset frees it with everything else. */
 static struct pinned {
     const tsnap_cuda_ops *ops;
     void *p;
@@ -39,7 +41,7 @@ static struct pinned {
     int device;
     unsigned gen;
 } cache[PINNED_CACHE];
-static size_t cached_bytes, pinned_keep = (size_t)256 << 20;
+static size_t cached_bytes, pinned_keep = (size_t)256 << 20; /* the large one not counted */
 
 /* In a fork()ed child the buffers are not ours to free, and the lock may
  * have been held by a thread that the child does not have. */
@@ -115,14 +117,14 @@ static int pinned_get(const tsnap_cuda_ops *ops, int device, size_t size, void *
     for (int i = 0; i < PINNED_CACHE; i++) {
         struct pinned *b = &cache[i];
         if (b->p && b->ops == ops && b->device == device && b->gen != gen) {
-            cached_bytes -= b->cap; /* freed by a reset */
+            cached_bytes -= b->cap > pinned_keep ? 0 : b->cap; /* freed by a reset */
             b->p = NULL;
         }
         if (b->p && b->ops == ops && b->device == device && b->cap >= size &&
             b->cap / 2 <= size) {
             *out = b->p;
             b->p = NULL;
-            cached_bytes -= b->cap;
+            cached_bytes -= b->cap > pinned_keep ? 0 : b->cap;
             pthread_mutex_unlock(&mu);
             return 0;
         }
@@ -135,21 +137,29 @@ static int pinned_get(const tsnap_cuda_ops *ops, int device, size_t size, void *
  * it (with `device` current). */
 static void pinned_put(const tsnap_cuda_ops *ops, int device, unsigned gen, void *p, size_t cap)
 {
+    struct pinned old = {NULL, NULL, 0, 0, 0};
+    bool large = cap > pinned_keep, kept = false;
     if (!p || ops->generation(device) != gen)
         return;
     pthread_mutex_lock(&mu);
-    /* Up to pinned_keep in all, or one buffer of any size: an asynchronous
-     * put of a tensor larger than that each step pins it once. */
-    if (cached_bytes + cap <= pinned_keep || (cached_bytes == 0 && pinned_keep > 0))
-        for (int i = 0; i < PINNED_CACHE; i++)
+    for (int i = 0; large && pinned_keep > 0 && i < PINNED_CACHE; i++)
+        if (cache[i].p && cache[i].cap > pinned_keep) { /* the large one before: this one now */
+            old = cache[i];
+            cache[i] = (struct pinned){ops, p, cap, device, gen};
+            kept = true;
+        }
+    if (!kept && pinned_keep > 0 && (large || cached_bytes + cap <= pinned_keep))
+        for (int i = 0; i < PINNED_CACHE && !kept; i++)
             if (!cache[i].p) {
                 cache[i] = (struct pinned){ops, p, cap, device, gen};
-                cached_bytes += cap;
-                pthread_mutex_unlock(&mu);
-                return;
+                cached_bytes += large ? 0 : cap;
+                kept = true;
             }
     pthread_mutex_unlock(&mu);
-    ops->host_free(p);
+    if (!kept)
+        ops->host_free(p);
+    if (old.p)
+        pinned_release(&old);
 }
 
 static int cuda_err(const tsnap_stage *st, int rc, const char *what)

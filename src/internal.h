@@ -387,8 +387,8 @@ void tsnap__cuda_set_ops(const tsnap_cuda_ops *ops);
 /* cuda.c takes the driver's functions from `symbol` instead of
  * libcuda.so.1 (NULL: libcuda.so.1 again), from its next call; for tests. */
 void tsnap__cuda_set_driver(void *(*symbol)(const char *name));
-/* For tests: the pinned bytes kept between calls (256 MiB by default, or
- * one buffer of any size; 0: none). */
+/* For tests: the pinned bytes kept between calls (256 MiB by default, and
+ * one larger buffer besides; 0: none at all). */
 void tsnap__cuda_pinned_keep(size_t bytes);
 
 /* kernels.cu's launch argument, field for field. */

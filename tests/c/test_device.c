@@ -124,6 +124,7 @@ static struct fake {
     unsigned fail_permille; /* allocations, copies and waits fail at random */
     unsigned seed;
     long host_live, dev_live, streams_live, events_live, pinned_made;
+    long pinned_made_over_64k;
     unsigned long seq;
     unsigned long long next_id;
     fctx prim[FAKE_DEVICES];
@@ -521,6 +522,7 @@ static CUresult alloc_memory(void **p, size_t n, enum alloc_kind kind)
     if (!rc && kind == A_PINNED) {
         F.host_live++;
         F.pinned_made++;
+        F.pinned_made_over_64k += n > 65536;
     } else if (!rc) {
         F.dev_live++;
     }
@@ -1683,31 +1685,36 @@ static void test_store_saves_reuse_their_pinned_staging(void)
 }
 
 /* Asynchronous puts each step of a tensor larger than the pinned cache
- * pin it once, not every step. */
+ * pin it once, not every step, while smaller buffers fill the cache. */
 static void test_async_puts_of_a_tensor_larger_than_the_cache_pin_it_once(void)
 {
     rng r;
     rng_init(&r, __func__);
-    enum { N = 50000 };
-    int64_t shape[1] = {N};
-    float *a = random_floats(&r, N);
+    enum { N = 50000, SMALL = 900 };
+    int64_t shape[1] = {N}, small_shape[1] = {SMALL};
+    float *a = random_floats(&r, N), *b = random_floats(&r, SMALL);
     fake_on();
     tsnap__cuda_pinned_keep(4096);
     fake_adopt(a, N * sizeof *a, 0);
+    fake_adopt(b, SMALL * sizeof *b, 0);
     DLTensor t = on_device(cpu_tensor(a, TSNAP_FLOAT32, 1, shape, NULL, 0), 0);
+    DLTensor small = on_device(cpu_tensor(b, TSNAP_FLOAT32, 1, small_shape, NULL, 0), 0);
     tsnap_write_options o = TSNAP_WRITE_OPTIONS_INIT;
     o.overwrite = 1;
     for (int step = 0; step < 4; step++) {
         tsnap_writer *w = NULL;
         CHECK_OK_FATAL(tsnap_writer_create(&w, tpath("big-async.h5"), &o));
+        CHECK_OK(tsnap_writer_put(w, "small", &small)); /* its buffers stay in the cache */
         CHECK_OK(tsnap_writer_put_async(w, "a", &t, NULL));
         CHECK_OK(tsnap_writer_commit(w));
         tsnap_writer_free(w);
     }
-    CHECK_MSG(F.pinned_made == 1, "%ld pinned buffers made for 4 steps", F.pinned_made);
+    CHECK_MSG(F.pinned_made_over_64k == 1, "the large buffer was pinned %ld times in 4 steps",
+              F.pinned_made_over_64k);
     tsnap__cuda_pinned_keep((size_t)256 << 20);
     fake_off();
     free(a);
+    free(b);
 }
 
 struct stage_args {
