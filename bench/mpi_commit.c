@@ -157,7 +157,7 @@ static void bench_plan(int nranks)
                 snprintf(name, sizeof name, "t%02d", k);
                 e->name = strdup(name);
                 e->dtype = TSNAP_FLOAT32;
-                e->ndim = 2;
+                tm_entry_dims(e, 2);
                 if (how == 0) {
                     e->shape[0] = 8 * (int64_t)ranks, e->shape[1] = 64;
                     e->offset[0] = 8 * (int64_t)r, e->block[0] = 8, e->block[1] = 64;

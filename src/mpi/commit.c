@@ -175,8 +175,8 @@ static bool unpack(reader *r, tm_record *rec)
         e->name = get_str(r, NULL, 0);
         e->replicated = get_i32(r);
         e->dtype = get_i32(r);
-        e->ndim = get_i32(r);
-        if (e->ndim < 0 || e->ndim > TSNAP_MAX_NDIM) {
+        int ndim = get_i32(r);
+        if (ndim < 0 || ndim > TSNAP_MAX_NDIM || tm_entry_dims(e, ndim) < 0) {
             r->failed = true;
             break;
         }

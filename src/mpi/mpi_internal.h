@@ -21,15 +21,16 @@
 #define TM_MSG_LEN 1024
 #define TM_ID_LEN 16 /* hex digits of a save id */
 
-/* One tensor as one rank gave it. */
+/* One tensor as one rank gave it.  Small: rank 0 holds one per tensor
+ * and rank. */
 typedef struct tm_entry {
     char *name;
     int replicated; /* 1: put without a block */
     int dtype;
     int ndim;
-    int64_t shape[TSNAP_MAX_NDIM];  /* the global shape (replicated: its shape) */
-    int64_t offset[TSNAP_MAX_NDIM]; /* sharded: where the block starts */
-    int64_t block[TSNAP_MAX_NDIM];  /* sharded: the block's shape */
+    int64_t *shape;  /* the global shape (replicated: its shape) */
+    int64_t *offset; /* sharded: where the block starts */
+    int64_t *block;  /* sharded: the block's shape; the three share shape's allocation */
 } tm_entry;
 
 /* What one rank brings to an agreement: its status (a failure with the
@@ -59,6 +60,9 @@ typedef struct tm_tensor {
 int tm_entry_init(tm_entry *e, const char *file, const char *name, const DLTensor *t,
                   const int64_t *shape, const int64_t *offset);
 void tm_entries_free(tm_entry *e, size_t n);
+/* Gives `e` ndim dimensions: room for its shape, offset and block, zeroed.
+ * -1 when out of memory. */
+int tm_entry_dims(tm_entry *e, int ndim);
 /* 1 if the block holds no element. */
 bool tm_block_empty(const tm_entry *e);
 

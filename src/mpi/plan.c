@@ -119,39 +119,48 @@ int tm_entry_init(tm_entry *e, const char *file, const char *name, const DLTenso
         if (!t->shape || t->shape[d] < 0)
             return tm_fail(TSNAP_EINVAL, msg, sizeof msg,
                            "%s: tensor '%s': a negative or missing shape", file, name);
+    if (shape && !offset)
+        return tm_fail(TSNAP_EINVAL, msg, sizeof msg, "%s: tensor '%s': a block needs its offset",
+                       file, name);
+    if (shape && t->ndim == 0)
+        return tm_fail(TSNAP_EINVAL, msg, sizeof msg,
+                       "%s: tensor '%s': a 0-d tensor cannot be sharded (put it replicated)", file,
+                       name);
+    for (int d = 0; shape && d < t->ndim; d++)
+        if (shape[d] < 0)
+            return tm_fail(TSNAP_EINVAL, msg, sizeof msg,
+                           "%s: tensor '%s': the global shape has a negative size", file, name);
+    if (tm_entry_dims(e, t->ndim) < 0 || !(e->name = strdup(name))) {
+        free(e->shape);
+        memset(e, 0, sizeof *e);
+        return tm_fail(TSNAP_ENOMEM, msg, sizeof msg, "%s: out of memory", file);
+    }
     e->replicated = shape == NULL;
     e->dtype = (int)dtype;
-    e->ndim = t->ndim;
-    if (!e->replicated) {
-        if (!offset)
-            return tm_fail(TSNAP_EINVAL, msg, sizeof msg,
-                           "%s: tensor '%s': a block needs its offset", file, name);
-        if (t->ndim == 0)
-            return tm_fail(TSNAP_EINVAL, msg, sizeof msg,
-                           "%s: tensor '%s': a 0-d tensor cannot be sharded (put it replicated)",
-                           file, name);
-        for (int d = 0; d < t->ndim; d++) {
-            if (shape[d] < 0)
-                return tm_fail(TSNAP_EINVAL, msg, sizeof msg,
-                               "%s: tensor '%s': the global shape has a negative size", file,
-                               name);
-            e->shape[d] = shape[d];
-            e->offset[d] = offset[d];
-            e->block[d] = t->shape[d];
-        }
-    } else {
-        for (int d = 0; d < t->ndim; d++)
-            e->shape[d] = t->shape[d];
+    for (int d = 0; d < t->ndim; d++) {
+        e->shape[d] = shape ? shape[d] : t->shape[d];
+        e->offset[d] = shape ? offset[d] : 0;
+        e->block[d] = shape ? t->shape[d] : 0;
     }
-    if (!(e->name = strdup(name)))
-        return tm_fail(TSNAP_ENOMEM, msg, sizeof msg, "%s: out of memory", file);
+    return 0;
+}
+
+int tm_entry_dims(tm_entry *e, int ndim)
+{
+    e->ndim = ndim;
+    if (!(e->shape = calloc(3 * (size_t)(ndim > 0 ? ndim : 1), sizeof *e->shape)))
+        return -1;
+    e->offset = e->shape + ndim;
+    e->block = e->shape + 2 * ndim;
     return 0;
 }
 
 void tm_entries_free(tm_entry *e, size_t n)
 {
-    for (size_t i = 0; e && i < n; i++)
+    for (size_t i = 0; e && i < n; i++) {
         free(e[i].name);
+        free(e[i].shape);
+    }
     free(e);
 }
 
@@ -255,19 +264,18 @@ static bool boxes_meet(int ndim, const tm_entry *a, const tm_entry *b, int64_t *
     return true;
 }
 
-static _Thread_local int tl_axis; /* the sweep's axis, for qsort, which has no context */
 
 typedef struct blk {
     const tm_entry *e;
     int rank;
+    int64_t start, end; /* along the sweep's axis: sorting touches no entry */
 } blk;
 
 static int cmp_blk(const void *a, const void *b)
 {
     const blk *x = a, *y = b;
-    int64_t p = x->e->offset[tl_axis], q = y->e->offset[tl_axis];
-    if (p != q)
-        return p < q ? -1 : 1;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
     return (x->rank > y->rank) - (x->rank < y->rank);
 }
 
@@ -400,14 +408,17 @@ static int check_tiling(const char *file, const tm_entry *t, blk *b, size_t nb)
         }
     }
     free(starts);
-    tl_axis = best;
+    for (size_t i = 0; i < nb; i++) {
+        b[i].start = b[i].e->offset[best];
+        b[i].end = b[i].start + b[i].e->block[best];
+    }
     qsort(b, nb, sizeof *b, cmp_blk);
     for (size_t i = 0; i < nb && err == 0; i++) {
-        int64_t s = b[i].e->offset[best];
+        int64_t s = b[i].start;
         size_t kept = 0;
         for (size_t k = 0; k < nactive; k++) {
             const tm_entry *a = b[active[k]].e;
-            if (a->offset[best] + a->block[best] <= s)
+            if (b[active[k]].end <= s)
                 continue; /* ends before this one starts: done with it */
             active[kept++] = active[k];
             if (err == 0 && boxes_meet(ndim, a, b[i].e, lo, n)) {

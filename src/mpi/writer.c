@@ -122,6 +122,7 @@ static int add_entry(tsnap_mpi_writer *w, const char *name, const DLTensor *t,
         return err;
     if (find(w, name)) {
         free(e.name);
+        free(e.shape);
         return tm_fail(TSNAP_EEXISTS, msg, sizeof msg, "%s: tensor '%s': put twice", w->path,
                        name);
     }
@@ -130,6 +131,7 @@ static int add_entry(tsnap_mpi_writer *w, const char *name, const DLTensor *t,
         tm_entry *grown = realloc(w->e, cap * sizeof *grown);
         if (!grown) {
             free(e.name);
+            free(e.shape);
             return tm_fail(TSNAP_ENOMEM, msg, sizeof msg, "%s: out of memory", w->path);
         }
         w->e = grown;

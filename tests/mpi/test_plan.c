@@ -128,8 +128,8 @@ static void random_tiling(void)
         }
         for (int b = 0; b < nranks; b++) {
             tm_entry *e = &r[perm[b]].e[0];
-            e->ndim = ndim;
-            memcpy(e->shape, shape, sizeof shape);
+            tm_entry_dims(e, ndim);
+            memcpy(e->shape, shape, (size_t)ndim * sizeof *shape);
             int rest = b;
             for (int d = ndim - 1; d >= 0; d--) {
                 if (b >= nblocks) {
@@ -187,7 +187,7 @@ static void disagreement(const char *what, const char *needle)
     tm_record *r = records(nranks);
     for (int i = 0; i < nranks; i++) {
         tm_entry *e = &r[i].e[0];
-        e->ndim = 2;
+        tm_entry_dims(e, 2);
         e->shape[0] = 8, e->shape[1] = 3;
         e->offset[0] = 2 * i, e->block[0] = 2, e->block[1] = 3;
     }
