@@ -97,8 +97,10 @@ TSNAP_API int tsnap_mpi_writer_set_attr_string(tsnap_mpi_writer *w, const char *
  */
 TSNAP_API int tsnap_mpi_writer_commit(tsnap_mpi_writer *w);
 
-/** Local: frees the writer; one not committed is discarded (its part
- *  file removed).  Accepts NULL. */
+/** Frees the writer; one not committed is discarded (its part file
+ *  removed).  Call it on every rank: it frees the writer's duplicate of
+ *  the communicator, which MPI counts as collective (Open MPI and MPICH
+ *  do not wait for the other ranks there).  Accepts NULL. */
 TSNAP_API void tsnap_mpi_writer_free(tsnap_mpi_writer *w);
 
 /* ------------------------------------------------------------------ */
