@@ -1773,8 +1773,9 @@ static void test_a_forked_child_gets_enocuda_not_a_deadlock(void)
 }
 
 /* 1,000 puts, asynchronous puts, reads and store saves with allocations,
- * copies and waits failing at random: every failure is an error naming
- * its cause, and nothing the driver handed out is left afterwards. */
+ * copies and waits failing at random, the caller's current device changing
+ * and the device reset now and then: every failure is an error naming its
+ * cause, and nothing the driver handed out is left afterwards. */
 static void test_soak_with_random_failures_leaves_nothing_behind(void)
 {
     rng r;
@@ -1784,7 +1785,7 @@ static void test_soak_with_random_failures_leaves_nothing_behind(void)
     float *a = random_floats(&r, 2 * ROWS * COLS), *b = random_floats(&r, ROWS * COLS);
     float *dst = malloc(2 * ROWS * COLS * sizeof *dst);
     const char *path = tpath("soak.h5"), *source = tpath("soak-source.h5");
-    int ok = 0, failed = 0;
+    int ok = 0, failed = 0, resets = 0;
 
     tsnap_writer *w = NULL;
     DLTensor hb = cpu_tensor(b, TSNAP_FLOAT32, 2, shape, NULL, 0);
@@ -1816,6 +1817,11 @@ static void test_soak_with_random_failures_leaves_nothing_behind(void)
         int err = 0;
         DLTensor *t = rng_below(&r, 2) ? &strided : &flat;
         fake_make_current((int)rng_below(&r, 3) - 1);
+        if (rng_below(&r, 50) == 0) { /* a framework resets the device, the store idle */
+            tsnap_store_wait(s);
+            fake_reset(1);
+            resets++;
+        }
         switch (rng_below(&r, 4)) {
         case 0:
             if ((err = tsnap_writer_create(&w, path, &o)) == 0) {
@@ -1861,8 +1867,8 @@ static void test_soak_with_random_failures_leaves_nothing_behind(void)
     tsnap_store_wait(s);
     tsnap_store_free(s);
     tsnap_reader_free(rd);
-    printf("\n    %d calls succeeded, %d failed as injected; %ld allocations\n", ok, failed,
-           F.allocs);
+    printf("\n    %d calls succeeded, %d failed as injected, %d device resets; %ld "
+           "allocations\n", ok, failed, resets, F.allocs);
     CHECK_MSG(ok > ROUNDS / 10 && failed > ROUNDS / 10, "%d succeeded, %d failed", ok, failed);
     fake_off();
     free(a);
