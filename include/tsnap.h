@@ -92,7 +92,9 @@ typedef enum tsnap_error {
     TSNAP_EIO = -9,          /**< the operating system or HDF5 failed to read or write */
     TSNAP_ENOMEM = -10,      /**< out of memory */
     TSNAP_ETYPE = -11,       /**< a data type tsnap cannot represent */
-    TSNAP_ESTATE = -12       /**< the handle cannot do this now (e.g. put after commit) */
+    TSNAP_ESTATE = -12,      /**< the handle cannot do this now (e.g. put after commit) */
+    TSNAP_ENOFILTER = -13    /**< a dataset's HDF5 filter is not available (a plug-in
+                                  tsnap does not carry; see tsnap_filter_name) */
 } tsnap_error;
 
 /**
@@ -792,6 +794,51 @@ TSNAP_API size_t tsnap_reader_group_count(const tsnap_reader *r);
 /** The full name of group `index`, in sorted byte order, or NULL if out of
  *  range.  Owned by the reader.  tsnap_reader_attr* take group names too. */
 TSNAP_API const char *tsnap_reader_group_name(const tsnap_reader *r, size_t index);
+
+/** One member of an HDF5 enum: its name and its value (for an enum over
+ *  uint64, the value's bits: cast to uint64_t). */
+typedef struct tsnap_enum_member {
+    const char *name;
+    int64_t value;
+} tsnap_enum_member;
+
+/**
+ * The members of tensor `name`'s HDF5 enum type, in the order the type
+ * lists them: *members (owned by the reader, valid until it is freed) and
+ * *count.  An enum over an integer type loads as that integer type (as
+ * h5py reads it); these are its names.  *count is 0 for any other type,
+ * tsnap's bool (an enum FALSE = 0, TRUE = 1 over int8) included.
+ * TSNAP_ENOTFOUND for no such tensor, TSNAP_ETYPE for a type with no
+ * tsnap dtype.
+ */
+TSNAP_API int tsnap_reader_enum(tsnap_reader *r, const char *name,
+                                const tsnap_enum_member **members, size_t *count);
+
+/**
+ * The name of HDF5 filter `id` in the registry of filters (1 "deflate",
+ * 2 "shuffle", 3 "fletcher32", 4 "szip", 5 "nbit", 6 "scaleoffset",
+ * 307 "bzip2", 32000 "lzf", 32001 "blosc", 32004 "lz4", 32008
+ * "bitshuffle", 32013 "zfp", 32015 "zstd", 32026 "blosc2", ...), or NULL
+ * for an id it does not know.  Any thread.
+ */
+TSNAP_API const char *tsnap_filter_name(int id);
+
+/**
+ * Adds `dir` to the end of the directories HDF5 loads filter plug-ins
+ * from (after those of HDF5_PLUGIN_PATH, which HDF5 reads by itself): a
+ * dataset with a filter tsnap does not decode (blosc, bzip2, ...) reads
+ * when a plug-in there provides it, and is TSNAP_ENOFILTER otherwise.  A
+ * directory already added is not added twice.  The Python package adds
+ * hdf5plugin's plug-ins where hdf5plugin is installed.
+ */
+TSNAP_API int tsnap_plugin_path_append(const char *dir);
+
+/**
+ * 1 when the reader listed and described the tensors from the file's index
+ * (the `tsnap_index` root attribute, docs/FORMAT.md §16), which a file
+ * keeps only until anything else writes to it; 0 when it walked the file.
+ */
+TSNAP_API int tsnap_reader_indexed(const tsnap_reader *r);
 
 #ifdef __cplusplus
 }

@@ -12,8 +12,10 @@
  * Either way the checksum, when asked for, is computed on the way through.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -180,6 +182,9 @@ typedef struct chunk_job {
     size_t chunk_bytes;                /* decoded size of a chunk */
     size_t item;                       /* logical element size */
     size_t felem;                      /* HDF5 element size (shuffle) */
+    uint8_t fill[16];                  /* one logical element of the fill value */
+    tsnap_buf fillbuf;                 /* a whole chunk of it, made at the first
+                                          chunk that was never written */
     int64_t cstride[TSNAP_MAX_NDIM];   /* chunk buffer strides, bytes, logical dims */
     bool direct;                       /* a whole chunk is one range of dst: decode into it */
     struct cslot {
@@ -188,6 +193,7 @@ typedef struct chunk_job {
         size_t rawlen;
         unsigned mask;
         bool skip;
+        bool unwritten; /* no storage: the chunk reads as the fill value */
         hsize_t off[TSNAP_MAX_NDIM + 1];
         uint64_t lo[TSNAP_MAX_NDIM], cnt[TSNAP_MAX_NDIM]; /* selection indices it holds */
         const uint8_t *decoded;
@@ -231,6 +237,20 @@ static const char *chunk_at(const chunk_job *j, const hsize_t *off, char *buf, s
     return buf;
 }
 
+/* A chunk that was never written: it decodes to a whole chunk of the
+ * fill value, made once (produce runs in the calling thread, in order). */
+static int fill_chunk(chunk_job *j, struct cslot *sl)
+{
+    if (!j->fillbuf.p) {
+        if (tsnap__buf_reserve(&j->fillbuf, j->chunk_bytes) < 0)
+            return tsnap__err(TSNAP_ENOMEM, j->t->path, j->t->name, "out of memory");
+        for (size_t k = 0; k + j->item <= j->chunk_bytes; k += j->item)
+            memcpy((uint8_t *)j->fillbuf.p + k, j->fill, j->item);
+    }
+    sl->unwritten = true;
+    return 0;
+}
+
 /* Produce: which selected elements chunk `item` of the grid box holds,
  * and its stored bytes. */
 static int chunk_produce(void *ctx, uint64_t item, unsigned si)
@@ -262,9 +282,20 @@ static int chunk_produce(void *ctx, uint64_t item, unsigned si)
         sl->cnt[a] = hi - lo;
     }
     char at[256];
-    if (H5Dget_chunk_storage_size(j->t->dset, sl->off, &size) < 0 || size == 0)
+    sl->unwritten = false;
+    if (H5Dget_chunk_storage_size(j->t->dset, sl->off, &size) < 0 || size == 0) {
+        /* Never written (HDF5 1.10 fails, later ones say 0 bytes): HDF5
+         * reads the fill value there. */
+        unsigned mask = 0;
+        haddr_t addr = 0;
+        if (H5Dget_chunk_info_by_coord(j->t->dset, sl->off, &mask, &addr, &size) >= 0 &&
+            addr == HADDR_UNDEF) {
+            H5Eclear2(H5E_DEFAULT);
+            return fill_chunk(j, sl);
+        }
         return tsnap__h5err(TSNAP_EFORMAT, j->t->path, j->t->name,
                             "the chunk at %s has no storage", chunk_at(j, sl->off, at, sizeof at));
+    }
     if (size > (hsize_t)8 << 30)
         return tsnap__err(TSNAP_EFORMAT, j->t->path, j->t->name,
                           "the chunk at %s claims %llu stored bytes",
@@ -288,14 +319,19 @@ static int chunk_work(void *ctx, uint64_t item, unsigned si)
     const uint8_t *cur = sl->raw.p;
     size_t len = sl->rawlen;
     tsnap_buf *next = &sl->a;
+    uint8_t *into = NULL;
     char at[256];
 
     (void)item;
     if (sl->skip)
         return 0;
+    if (sl->unwritten) {
+        cur = j->fillbuf.p;
+        len = j->chunk_bytes;
+        goto decoded;
+    }
     /* A chunk wholly inside a whole read into C-contiguous memory is one
      * range of the destination: its last filter decodes straight into it. */
-    uint8_t *into = NULL;
     int last = -1; /* the last filter to undo */
     if (j->direct) {
         bool full = true;
@@ -340,6 +376,7 @@ static int chunk_work(void *ctx, uint64_t item, unsigned si)
         return tsnap__err(TSNAP_EFORMAT, j->t->path, j->t->name,
                           "the chunk at %s holds %zu bytes, not the %zu of a chunk",
                           chunk_at(j, sl->off, at, sizeof at), len, j->chunk_bytes);
+decoded:
     sl->decoded = cur;
     if (!j->dst || cur == into)
         return 0;
@@ -407,6 +444,8 @@ int tsnap__read_chunks(const tsnap_dset *t, const tsnap_selection *s, const tsna
     j->chunk_bytes = felem;
     for (int a = 0; a < t->rank; a++)
         j->chunk_bytes *= j->cdims[a];
+    if ((err = tsnap__fill_value(t, j->fill)) < 0)
+        goto done;
     /* Chunk buffer strides in logical dims (complex32's pair is the item). */
     int64_t st = (int64_t)t->itemsize;
     for (int a = t->ndim - 1; a >= 0; a--) {
@@ -443,6 +482,150 @@ done:
         tsnap__buf_release(&j->slots[i].a);
         tsnap__buf_release(&j->slots[i].b);
     }
+    tsnap__buf_release(&j->fillbuf);
     free(j);
     return err;
+}
+
+/* ---- unwritten storage --------------------------------------------- */
+
+int tsnap__fill_value(const tsnap_dset *t, uint8_t *out)
+{
+    H5D_fill_value_t status = H5D_FILL_VALUE_UNDEFINED;
+    H5D_fill_time_t when = H5D_FILL_TIME_IFSET;
+    size_t felem = H5Tget_size(t->ftype);
+    int err = 0;
+
+    memset(out, 0, t->itemsize);
+    /* What HDF5 does where nothing was written: the dataset's fill value,
+     * zeros when it has none (or says never to write one). */
+    if (H5Pfill_value_defined(t->dcpl, &status) < 0 || H5Pget_fill_time(t->dcpl, &when) < 0) {
+        err = tsnap__h5err(TSNAP_EFORMAT, t->path, t->name, "cannot read the fill value");
+    } else if (status == H5D_FILL_VALUE_USER_DEFINED && when != H5D_FILL_TIME_NEVER) {
+        if (felem == 0 || felem > t->itemsize || t->itemsize % felem != 0)
+            err = tsnap__err(TSNAP_EFORMAT, t->path, t->name,
+                             "a fill value of %zu bytes for elements of %zu", felem,
+                             t->itemsize);
+        else if (H5Pget_fill_value(t->dcpl, t->ftype, out) < 0)
+            err = tsnap__h5err(TSNAP_EFORMAT, t->path, t->name, "cannot read the fill value");
+        /* complex32 as float16 pairs: the fill value is each half's */
+        for (size_t k = felem; err == 0 && k < t->itemsize; k += felem)
+            memcpy(out + k, out, felem);
+    }
+    H5Eclear2(H5E_DEFAULT);
+    return err;
+}
+
+/* ---- filters tsnap does not decode ---------------------------------- */
+
+static const struct {
+    int id;
+    const char *name;
+} FILTER_NAMES[] = {
+    {1, "deflate"},      {2, "shuffle"},     {3, "fletcher32"},  {4, "szip"},
+    {5, "nbit"},         {6, "scaleoffset"}, {305, "lzo"},       {307, "bzip2"},
+    {32000, "lzf"},      {32001, "blosc"},   {32002, "mafisc"},  {32003, "snappy"},
+    {32004, "lz4"},      {32005, "apax"},    {32006, "cbf"},     {32007, "jpeg-xr"},
+    {32008, "bitshuffle"}, {32009, "spdp"},  {32010, "lpc-rice"}, {32011, "ccsds-123"},
+    {32012, "jpeg-ls"},  {32013, "zfp"},     {32014, "fpzip"},   {32015, "zstd"},
+    {32016, "b3d"},      {32017, "sz"},      {32018, "fcidecomp"}, {32019, "jpeg"},
+    {32020, "vbz"},      {32021, "fapec"},   {32022, "bitgroom"}, {32023, "granularbr"},
+    {32024, "sz3"},      {32025, "delta-rice"}, {32026, "blosc2"}, {32027, "flac"},
+    {32028, "sperr"},    {32029, "htj2k"},
+};
+
+const char *tsnap_filter_name(int id)
+{
+    for (size_t i = 0; i < sizeof FILTER_NAMES / sizeof FILTER_NAMES[0]; i++)
+        if (FILTER_NAMES[i].id == id)
+            return FILTER_NAMES[i].name;
+    return NULL;
+}
+
+/* Plug-in directories added by tsnap_plugin_path_append, handed to HDF5
+ * when a dataset first needs a filter HDF5 has not got: adding them costs
+ * nothing until then. */
+static pthread_mutex_t plugin_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *plugin_dirs[16];
+static size_t plugin_ndirs, plugin_applied;
+
+int tsnap_plugin_path_append(const char *dir)
+{
+    int err = 0;
+    tsnap__begin();
+    TSNAP_CHECK_ARG(dir != NULL && *dir != '\0');
+    pthread_mutex_lock(&plugin_lock);
+    bool seen = false;
+    for (size_t i = 0; i < plugin_ndirs && !seen; i++)
+        seen = strcmp(plugin_dirs[i], dir) == 0;
+    if (!seen && plugin_ndirs == sizeof plugin_dirs / sizeof plugin_dirs[0])
+        err = tsnap__err(TSNAP_EINVAL, NULL, NULL, "too many plug-in directories (at most %zu)",
+                         sizeof plugin_dirs / sizeof plugin_dirs[0]);
+    else if (!seen && !(plugin_dirs[plugin_ndirs] = strdup(dir)))
+        err = tsnap__err(TSNAP_ENOMEM, NULL, NULL, "out of memory");
+    else if (!seen)
+        plugin_ndirs++;
+    pthread_mutex_unlock(&plugin_lock);
+    return err;
+}
+
+/* Hands HDF5 the directories added since the last call; whether there
+ * were any.  An entry of HDF5's list that is no directory goes first:
+ * HDF5 1.10 stops searching at a directory it cannot open, and its
+ * default one (where HDF5_PLUGIN_PATH is not set) often does not exist. */
+static bool plugin_path_apply(void)
+{
+    bool added = false;
+    pthread_mutex_lock(&plugin_lock);
+    if (plugin_applied < plugin_ndirs) {
+        unsigned n = 0;
+        if (H5PLsize(&n) < 0)
+            n = 0;
+        for (unsigned i = n; i-- > 0;) {
+            char dir[4096];
+            struct stat st;
+            ssize_t len = H5PLget(i, dir, sizeof dir);
+            if (len > 0 && (size_t)len < sizeof dir && (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)))
+                H5PLremove(i);
+        }
+    }
+    for (; plugin_applied < plugin_ndirs; plugin_applied++)
+        added |= H5PLappend(plugin_dirs[plugin_applied]) >= 0;
+    pthread_mutex_unlock(&plugin_lock);
+    H5Eclear2(H5E_DEFAULT);
+    return added;
+}
+
+static bool filter_available(int id)
+{
+    htri_t avail = H5Zfilter_avail((H5Z_filter_t)id);
+    if (avail <= 0 && plugin_path_apply())
+        avail = H5Zfilter_avail((H5Z_filter_t)id);
+    H5Eclear2(H5E_DEFAULT);
+    return avail > 0;
+}
+
+int tsnap__filters_check(const tsnap_dset *t)
+{
+    int nf = H5Pget_nfilters(t->dcpl);
+    for (int i = 0; i < nf; i++) {
+        unsigned flags = 0, conf = 0;
+        size_t ncd = 0;
+        char name[64] = "";
+        H5Z_filter_t id = H5Pget_filter2(t->dcpl, (unsigned)i, &flags, &ncd, NULL, sizeof name,
+                                         name, &conf);
+        if (id < 0)
+            return tsnap__h5err(TSNAP_EFORMAT, t->path, t->name, "cannot read filter %d", i);
+        if (filter_available((int)id))
+            continue;
+        const char *known = tsnap_filter_name((int)id);
+        return tsnap__err(TSNAP_ENOFILTER, t->path, t->name,
+                          "HDF5 filter %d (%s) is not available: install hdf5plugin (pip "
+                          "install hdf5plugin; tsnap's Python package then uses its "
+                          "plug-ins), or set HDF5_PLUGIN_PATH to a directory of HDF5 filter "
+                          "plug-ins that has it",
+                          (int)id, known ? known : *name ? name : "an unregistered filter");
+    }
+    H5Eclear2(H5E_DEFAULT);
+    return 0;
 }

@@ -13,6 +13,7 @@
  * with a trailing axis of 2 (h5py 3.7 cannot read an f2 {r, i} compound).
  */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -409,12 +410,109 @@ static hid_t memory_type(tsnap_dtype d)
     return tsnap__h5type_file(d);
 }
 
+/* ---- enums and bitfields ------------------------------------------ */
+
+/* An enum's or a bitfield's type in little-endian order, to read it with:
+ * HDF5 converts neither to an integer, so an enum is read as an enum of
+ * the same members (the same values, in native order), a bitfield as a
+ * bitfield.  `base` is an enum's integer type. */
+static hid_t bits_memory_type(hid_t t, hid_t base)
+{
+    hid_t out = H5I_INVALID_HID, le = H5I_INVALID_HID;
+    int n;
+
+    if (base < 0) { /* a bitfield */
+        out = H5Tcopy(t);
+        if (out >= 0 && H5Tset_order(out, H5T_ORDER_LE) < 0)
+            tsnap__h5close(out), out = H5I_INVALID_HID;
+        return out;
+    }
+    if (H5Tget_order(base) != H5T_ORDER_BE)
+        return H5Tcopy(t);
+    if ((le = H5Tcopy(base)) < 0 || H5Tset_order(le, H5T_ORDER_LE) < 0 ||
+        (out = H5Tenum_create(le)) < 0 || (n = H5Tget_nmembers(t)) < 0)
+        goto fail;
+    for (unsigned i = 0; i < (unsigned)n; i++) {
+        unsigned char value[16] = {0};
+        char *name = H5Tget_member_name(t, i);
+        herr_t ok = name && H5Tget_member_value(t, i, value) >= 0 &&
+                            H5Tconvert(base, le, 1, value, NULL, H5P_DEFAULT) >= 0 &&
+                            H5Tenum_insert(out, name, value) >= 0
+                        ? 0
+                        : -1;
+        if (name)
+            H5free_memory(name);
+        if (ok < 0)
+            goto fail;
+    }
+    tsnap__h5close(le);
+    return out;
+fail:
+    tsnap__h5close(le);
+    tsnap__h5close(out);
+    return H5I_INVALID_HID;
+}
+
+int tsnap__enum_members(hid_t t, tsnap_enum_member **out, size_t *count)
+{
+    hid_t base = H5I_INVALID_HID;
+    int n, err = 0;
+
+    *out = NULL;
+    *count = 0;
+    if (H5Tget_class(t) != H5T_ENUM || enum_is_bool(t))
+        return 0;
+    if ((base = H5Tget_super(t)) < 0 || (n = H5Tget_nmembers(t)) < 0) {
+        err = TSNAP_EFORMAT;
+        goto done;
+    }
+    if (n > 0 && !(*out = calloc((size_t)n, sizeof **out))) {
+        err = TSNAP_ENOMEM;
+        goto done;
+    }
+    bool is_signed = H5Tget_sign(base) == H5T_SGN_2;
+    for (unsigned i = 0; i < (unsigned)n; i++) {
+        unsigned char value[16] = {0};
+        char *name = H5Tget_member_name(t, i);
+        tsnap_enum_member *m = &(*out)[i];
+        if (!name || H5Tget_member_value(t, i, value) < 0 ||
+            H5Tconvert(base, is_signed ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT64, 1, value, NULL,
+                       H5P_DEFAULT) < 0 ||
+            !(m->name = strdup(name))) {
+            err = name ? TSNAP_EFORMAT : TSNAP_ENOMEM;
+            if (name)
+                H5free_memory(name);
+            break;
+        }
+        H5free_memory(name);
+        memcpy(&m->value, value, sizeof m->value);
+        *count = i + 1;
+    }
+done:
+    tsnap__h5close(base);
+    H5Eclear2(H5E_DEFAULT);
+    if (err < 0) {
+        tsnap__enum_members_free(*out, *count);
+        *out = NULL;
+        *count = 0;
+    }
+    return err;
+}
+
+void tsnap__enum_members_free(tsnap_enum_member *m, size_t count)
+{
+    for (size_t i = 0; m && i < count; i++)
+        free((char *)m[i].name);
+    free(m);
+}
+
 int tsnap__dtype_of_h5(hid_t t, tsnap_dtype *dtype, hid_t *memtype, bool *mappable,
                        bool *big_endian, char *why, size_t whylen)
 {
     H5T_class_t c = H5Tget_class(t);
     tsnap_dtype d = TSNAP_DTYPE_INVALID;
-    hid_t canon, le = H5I_INVALID_HID;
+    hid_t canon, le = H5I_INVALID_HID, base = H5I_INVALID_HID;
+    bool bits = false;
 
     *memtype = H5I_INVALID_HID;
     *mappable = false;
@@ -432,8 +530,16 @@ int tsnap__dtype_of_h5(hid_t t, tsnap_dtype *dtype, hid_t *memtype, bool *mappab
         tsnap__h5close(le);
         break;
     case H5T_ENUM:
-        if (enum_is_bool(t))
+        if (enum_is_bool(t)) {
             d = TSNAP_BOOL;
+        } else if ((base = H5Tget_super(t)) >= 0 && H5Tget_class(base) == H5T_INTEGER) {
+            d = int_dtype(H5Tget_size(base), H5Tget_sign(base) == H5T_SGN_2);
+            bits = true;
+        }
+        break;
+    case H5T_BITFIELD:
+        d = int_dtype(H5Tget_size(t), false);
+        bits = true;
         break;
     case H5T_COMPOUND:
         d = complex_dtype(t);
@@ -443,10 +549,20 @@ int tsnap__dtype_of_h5(hid_t t, tsnap_dtype *dtype, hid_t *memtype, bool *mappab
     }
     H5Eclear2(H5E_DEFAULT);
     if (d == TSNAP_DTYPE_INVALID) {
+        tsnap__h5close(base);
         describe_type(t, why, whylen);
         return TSNAP_ETYPE;
     }
     *dtype = d;
+    if (bits) { /* enum or bitfield: read as itself, in native order */
+        *memtype = bits_memory_type(t, base);
+        canon = tsnap__h5type_shared(d);
+        *mappable = *memtype >= 0 && canon >= 0 &&
+                    H5Tequal(base >= 0 ? base : t, c == H5T_ENUM ? canon : *memtype) > 0;
+        tsnap__h5close(base);
+        H5Eclear2(H5E_DEFAULT);
+        return *memtype < 0 ? TSNAP_ENOMEM : 0;
+    }
     *memtype = memory_type(d);
     if (*memtype < 0)
         return TSNAP_ENOMEM;

@@ -37,6 +37,7 @@ const char *tsnap_strerror(int code)
     case TSNAP_ENOMEM: return "out of memory";
     case TSNAP_ETYPE: return "unsupported data type";
     case TSNAP_ESTATE: return "invalid state";
+    case TSNAP_ENOFILTER: return "HDF5 filter not available";
     default: return "unknown error";
     }
 }

@@ -65,6 +65,13 @@ hid_t tsnap__h5type_shared(tsnap_dtype dtype);
 int tsnap__dtype_of_h5(hid_t h5type, tsnap_dtype *dtype, hid_t *memtype, bool *mappable,
                        bool *big_endian, char *why, size_t whylen);
 
+/* The members of an enum type that loads as its integer type (none for
+ * tsnap's bool or any other type); *out is freed with
+ * tsnap__enum_members_free.  0, TSNAP_ENOMEM or TSNAP_EFORMAT, with no
+ * message set. */
+int tsnap__enum_members(hid_t h5type, tsnap_enum_member **out, size_t *count);
+void tsnap__enum_members_free(tsnap_enum_member *m, size_t count);
+
 /* ---- layout.c ---------------------------------------------------- */
 
 /* A tensor checked and simplified for copying. */
@@ -291,6 +298,15 @@ bool tsnap__chunks_decodable(const tsnap_dset *t);
  * which needs a whole selection of chunks that are C-order ranges). */
 int tsnap__read_chunks(const tsnap_dset *t, const tsnap_selection *s, const tsnap_view *dst,
                        struct XXH3_state_s *hash, int threads);
+
+/* The value an element of `t` that was never written reads as, in the
+ * stored type (canonical: the tensor's bytes), into out (itemsize bytes):
+ * the dataset's fill value, else zeros, as HDF5 gives it. */
+int tsnap__fill_value(const tsnap_dset *t, uint8_t *out);
+
+/* TSNAP_ENOFILTER naming the first filter of t's pipeline that HDF5 has
+ * not got (after trying the plug-in directories added), else 0. */
+int tsnap__filters_check(const tsnap_dset *t);
 
 /* For mapping.c: the reader's path, its open file and the description of
  * a tensor (cached: describing it again costs nothing). */

@@ -35,6 +35,9 @@ struct described {
     bool done;
     tsnap_tensor_info info;
     tsnap_vds *vds; /* a virtual dataset's blocks */
+    bool enums_done;
+    tsnap_enum_member *enums; /* an enum's members (tsnap_reader_enum) */
+    size_t nenums;
 };
 
 struct tsnap_reader {
@@ -208,8 +211,10 @@ void tsnap_reader_free(tsnap_reader *r)
         H5Fclose(r->file);
         H5Eclear2(H5E_DEFAULT);
     }
-    for (size_t i = 0; r->desc && i < r->count; i++)
+    for (size_t i = 0; r->desc && i < r->count; i++) {
         tsnap__vds_free(r->desc[i].vds);
+        tsnap__enum_members_free(r->desc[i].enums, r->desc[i].nenums);
+    }
     tsnap__vds_cache_free(r->parts);
     free(r->desc); /* r->fd is HDF5's, closed with the file */
     for (size_t i = 0; i < r->count; i++)
@@ -679,6 +684,36 @@ static void describe_open(tsnap_reader *r, tensor *t, tsnap_tensor_info *info)
     H5Eclear2(H5E_DEFAULT);
 }
 
+int tsnap_reader_enum(tsnap_reader *r, const char *name, const tsnap_enum_member **members,
+                      size_t *count)
+{
+    struct described *d;
+    tensor t;
+    int err;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(r != NULL);
+    TSNAP_CHECK_ARG(members != NULL && count != NULL);
+    *members = NULL;
+    *count = 0;
+    if ((err = tensor_open(r, name, &t)) < 0) /* the name checked, the type too */
+        return err;
+    d = &r->desc[find_name(r, name)];
+    if (!d->enums_done) {
+        if ((err = tsnap__enum_members(t.ftype, &d->enums, &d->nenums)) < 0)
+            err = err == TSNAP_ENOMEM
+                      ? tsnap__err(err, r->path, name, "out of memory")
+                      : tsnap__h5err(err, r->path, name, "cannot read the enum's members");
+        d->enums_done = err == 0;
+    }
+    tensor_close(&t);
+    if (err == 0) {
+        *members = d->enums;
+        *count = d->nenums;
+    }
+    return err;
+}
+
 /* ---- reading ------------------------------------------------------ */
 
 /* The description of an open tensor: from the cache, or made now. */
@@ -967,6 +1002,8 @@ static int data_pass(tsnap_reader *r, tensor *t, const selection *s,
     int err = 0;
     if (s->whole && is_flat(info))
         return tsnap__read_flat(t, r->fd, info->offset, dst, hash, threads);
+    if ((err = tsnap__filters_check(t)) < 0) /* a plug-in that is missing */
+        return err;
     if (tsnap__chunks_decodable(t) && (!hash || chunks_are_ranges(t)))
         return tsnap__read_chunks(t, s, dst, hash, threads);
     if (dst)

@@ -13,13 +13,13 @@ PyThread_type_lock tsnap_ext_lock;
  * and handed over once by set_errors(). */
 enum {
     ERR_BASE, ERR_FORMAT, ERR_INTEGRITY, ERR_NOTMAPPABLE, ERR_FILE_NOT_FOUND,
-    ERR_KEY, ERR_TYPE, ERR_VALUE, ERR_FILE_EXISTS, ERR_IO, ERR_CUDA, ERR_STATE,
+    ERR_KEY, ERR_TYPE, ERR_VALUE, ERR_FILE_EXISTS, ERR_IO, ERR_CUDA, ERR_STATE, ERR_FILTER,
     ERR_COUNT
 };
 static const char *const error_keys[ERR_COUNT] = {
     "Error", "FormatError", "IntegrityError", "NotMappableError", "FileNotFoundError",
     "KeyError", "TypeError", "ValueError", "FileExistsError", "OSError", "CudaError",
-    "StateError",
+    "StateError", "FilterError",
 };
 static PyObject *error_classes[ERR_COUNT];
 
@@ -40,6 +40,7 @@ static PyObject *error_class(int code, tsnap_ext_subject subject)
     case TSNAP_ENOMEM: return PyExc_MemoryError;
     case TSNAP_ETYPE: which = ERR_TYPE; break;
     case TSNAP_ESTATE: which = ERR_STATE; break;
+    case TSNAP_ENOFILTER: which = ERR_FILTER; break;
     default: which = ERR_BASE; break;
     }
     return error_classes[which] ? error_classes[which] : PyExc_RuntimeError;
@@ -243,6 +244,33 @@ static PyObject *set_errors(PyObject *mod, PyObject *table)
     Py_RETURN_NONE;
 }
 
+static PyObject *plugin_path_append(PyObject *mod, PyObject *arg)
+{
+    PyObject *bytes = NULL;
+    int err;
+    (void)mod;
+    if (!PyUnicode_FSConverter(arg, &bytes))
+        return NULL;
+    err = tsnap_plugin_path_append(PyBytes_AS_STRING(bytes));
+    Py_DECREF(bytes);
+    if (err < 0)
+        return tsnap_ext_raise(err, TSNAP_EXT_FILE);
+    Py_RETURN_NONE;
+}
+
+static PyObject *filter_name(PyObject *mod, PyObject *arg)
+{
+    long id = PyLong_AsLong(arg);
+    const char *name;
+    (void)mod;
+    if (id == -1 && PyErr_Occurred())
+        return NULL;
+    name = id >= INT_MIN && id <= INT_MAX ? tsnap_filter_name((int)id) : NULL;
+    if (!name)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(name);
+}
+
 static PyObject *get_threads(PyObject *mod, PyObject *unused)
 {
     (void)mod;
@@ -267,6 +295,11 @@ static PyObject *set_threads(PyObject *mod, PyObject *arg)
 static PyMethodDef module_methods[] = {
     {"threads", get_threads, METH_NOARGS, "threads() -> the number of threads calls use"},
     {"set_threads", set_threads, METH_O, "set_threads(n): 1..256, or 0 for the default"},
+    {"filter_name", filter_name, METH_O,
+     "filter_name(id) -> the registered name of HDF5 filter id, or None"},
+    {"plugin_path_append", plugin_path_append, METH_O,
+     "plugin_path_append(dir)\n\nA directory of HDF5 filter plug-ins, used when a dataset first "
+     "needs a filter HDF5 has not got."},
     {"set_errors", set_errors, METH_O,
      "set_errors(dict)\n\nThe exception classes to raise, by role (called once by tsnap)."},
     {NULL, NULL, 0, NULL},

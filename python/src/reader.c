@@ -179,6 +179,40 @@ done:
     return out;
 }
 
+/* enum(name) -> {member name: value} of an enum that loads as its integer
+ * type, None for any other type. */
+static PyObject *reader_enum(ReaderObject *self, PyObject *args)
+{
+    const char *name;
+    tsnap_tensor_info info;
+    const tsnap_enum_member *m = NULL;
+    size_t n = 0;
+    PyObject *out = NULL;
+    int err;
+
+    if (describe_arg(self, args, &name, &info) < 0)
+        return NULL;
+    TSNAP_EXT_CALL(err = tsnap_reader_enum(self->r, name, &m, &n));
+    if (err < 0)
+        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+    if (n == 0)
+        Py_RETURN_NONE;
+    if (!(out = PyDict_New()))
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *v = info.dtype == TSNAP_UINT64
+                          ? PyLong_FromUnsignedLongLong((unsigned long long)(uint64_t)m[i].value)
+                          : PyLong_FromLongLong((long long)m[i].value);
+        if (!v || PyDict_SetItemString(out, m[i].name, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    return out;
+}
+
 /* parts(name) -> [(file, path, dataset, offset, shape), ...]: the blocks
  * of a virtual tensor, as tsnap_reader_part gives them. */
 static PyObject *reader_parts(ReaderObject *self, PyObject *args)
@@ -540,6 +574,8 @@ static PyMethodDef reader_methods[] = {
     {"close", (PyCFunction)reader_close, METH_NOARGS, "close()"},
     {"names", (PyCFunction)reader_names, METH_NOARGS, "names() -> tuple of full names, sorted"},
     {"describe", (PyCFunction)reader_describe, METH_VARARGS, "describe(name) -> dict"},
+    {"enum", (PyCFunction)reader_enum, METH_VARARGS,
+     "enum(name) -> {member: value} of an HDF5 enum, or None"},
     {"read", (PyCFunction)reader_read, METH_VARARGS,
      "read(name, dtype, shape, start=None, step=None, device=-1) -> ndarray"},
     {"map", (PyCFunction)reader_map, METH_VARARGS, "map(name) -> read-only ndarray"},

@@ -1,5 +1,6 @@
 """Reading: tsnap.open -> File -> Tensor, tsnap.load and tsnap.verify."""
 import collections.abc
+import importlib.util
 import math
 import numbers
 import operator
@@ -10,6 +11,26 @@ from . import _core, _dtypes as dtypes, errors
 _CODEC_NAMES = {code: (None if name == "none" else name) for name, code in _core.CODECS.items()}
 _MMAP_CHOICES = (False, True, "auto")
 _MAP_VIRTUAL = 9  # tsnap_map_status: a virtual dataset over other files
+_PLAIN_FILTERS = (2, 3)  # shuffle and fletcher32: not what compresses
+
+
+def _use_hdf5plugin():
+    """Hands hdf5plugin's directory of HDF5 filter plug-ins (blosc, bzip2,
+    bitshuffle, ...) to the library, after any of HDF5_PLUGIN_PATH.  Only
+    found, not imported (importing it imports h5py); the library gives it
+    to HDF5 when a dataset first needs a filter HDF5 has not got."""
+    try:
+        spec = importlib.util.find_spec("hdf5plugin")
+    except (ImportError, ValueError):
+        return
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        plugins = os.path.join(folder, "plugins")
+        if os.path.isdir(plugins):
+            _core.plugin_path_append(plugins)
+            return
+
+
+_use_hdf5plugin()
 
 
 class Part(collections.namedtuple("Part", "file dataset offset shape path")):
@@ -155,8 +176,22 @@ class Tensor:
 
     @property
     def compression(self):
-        """None, "deflate", "zstd", "lz4" or "other"."""
-        return _CODEC_NAMES.get(self._info["codec"], "other")
+        """None, "deflate", "zstd", "lz4", or the registered name of the
+        filter that compresses a foreign dataset ("blosc", "bzip2", ...;
+        "other" for an unregistered one)."""
+        name = _CODEC_NAMES.get(self._info["codec"], "other")
+        if name == "other":
+            for fid in self._info["filters"]:
+                if fid not in _PLAIN_FILTERS:
+                    return _core.filter_name(fid) or "other"
+        return name
+
+    @property
+    def enum(self):
+        """The names of an HDF5 enum's values ({name: value}), whose data
+        loads as its integer type (as h5py reads it); None for any other
+        type, tsnap's bool included."""
+        return self._file._r().enum(self._key)
 
     @property
     def map_status(self):

@@ -10,7 +10,7 @@ import builtins
 __all__ = [
     "Error", "FormatError", "IntegrityError", "NotMappableError", "FileNotFoundError",
     "KeyError", "TypeError", "ValueError", "FileExistsError", "OSError", "CudaError",
-    "StateError",
+    "StateError", "FilterError",
 ]
 
 
@@ -30,6 +30,14 @@ class IntegrityError(Error):
 class NotMappableError(Error):
     """The tensor cannot be memory-mapped; the message says why (compressed,
     byte order, layout, type, ...).  ``mmap="auto"`` copies it instead."""
+
+
+class FilterError(Error, builtins.OSError):
+    """A dataset's HDF5 filter (a compression plug-in such as blosc, bzip2 or
+    bitshuffle) is not available to tsnap's HDF5.  The message names the
+    filter by id and name and how to get it: ``pip install hdf5plugin``
+    (tsnap then uses its plug-ins) or HDF5_PLUGIN_PATH.  The file is not
+    damaged; that is `FormatError`."""
 
 
 class CudaError(Error, RuntimeError):
