@@ -253,10 +253,13 @@ void tsnap__cuda_free(int device, void *p)
 
 int tsnap__cuda_order_host(const DLTensor *t, void *stream, const char *file, const char *name)
 {
-    const tsnap_cuda_ops *ops;
+    const tsnap_cuda_ops *ops = current_ops();
     void *saved;
-    int err, rc;
-    if (!t || t->device.device_type != kDLCUDAHost)
+    int n = 0, err, rc;
+    /* Without CUDA here (this build, the driver or the device) no work can
+     * be queued on it: the CPU reads it at once, as host memory. */
+    if (!t || t->device.device_type != kDLCUDAHost || !ops || ops->device_count(&n) != 0 ||
+        t->device.device_id >= n)
         return 0;
     if ((err = ops_enter(t->device.device_id, file, name, &ops, &saved)) < 0)
         return err;

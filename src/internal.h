@@ -452,7 +452,8 @@ int tsnap__cuda_current_device(void);
 /* For a tensor labelled kDLCUDAHost (pinned host memory that CUDA work may
  * use, which the CPU reads and writes directly): waits for the work queued
  * on `stream` (NULL: the legacy default stream) of its device, so that the
- * CPU comes after it, as a device tensor's copies do.  0 for other memory. */
+ * CPU comes after it, as a device tensor's copies do.  0 for other memory,
+ * and where CUDA cannot be used (then nothing can be queued on it). */
 int tsnap__cuda_order_host(const DLTensor *t, void *stream, const char *file, const char *name);
 /* Pinned host memory of at least `n` bytes, for staging from `device`,
  * tagged with the device's generation (*gen) for tsnap__pinned_free. */

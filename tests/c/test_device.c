@@ -986,6 +986,17 @@ static void test_pinned_host_memory_is_ordered_on_the_callers_stream(void)
     ops->host_free(pin);
     ops->leave(saved);
     fake_off();
+    /* where CUDA cannot be used, it is host memory as before */
+    fake_on();
+    F.devices = 0;
+    F.count_error = CUDA_ERROR_NO_DEVICE;
+    t.data = got;
+    tsnap_writer *w2 = NULL;
+    CHECK_OK_FATAL(tsnap_writer_create(&w2, tpath("no-device.h5"), NULL));
+    CHECK_OK(tsnap_writer_put_stream(w2, "x", &t, NULL));
+    CHECK_OK(tsnap_writer_commit(w2));
+    tsnap_writer_free(w2);
+    fake_off();
     free(want);
     free(got);
 }
