@@ -128,6 +128,12 @@ int tsnap__temp_path(const char *path, char **out);
 int tsnap__fsync_path(const char *path, bool directory, const char *file);
 int tsnap__fsync_dir_of(const char *path, const char *file);
 
+/* Puts file `tmp` in place under `path`, atomically, replacing what is
+ * there; the replaced file's teardown (freeing its pages and blocks) runs
+ * on a closer thread, not in the caller.  0, or -1 with errno set (nothing
+ * changed). */
+int tsnap__replace(const char *tmp, const char *path);
+
 /* ---- attrs.c ----------------------------------------------------- */
 
 int tsnap__attr_write_string(hid_t obj, const char *key, const char *value, const char *file,

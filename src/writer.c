@@ -1020,7 +1020,9 @@ int tsnap_writer_commit(tsnap_writer *w)
     }
     if (w->opts.durable && (err = tsnap__fsync_path(w->tmp, false, w->path)) < 0)
         goto fail;
-    if (w->opts.overwrite ? rename(w->tmp, w->path) < 0 : rename_noreplace(w->tmp, w->path) < 0) {
+    /* An existing file's teardown goes to a thread of its own (fileio.c). */
+    if (w->opts.overwrite ? tsnap__replace(w->tmp, w->path) < 0
+                          : rename_noreplace(w->tmp, w->path) < 0) {
         err = tsnap__err(errno == EEXIST ? TSNAP_EEXISTS : TSNAP_EIO, w->path, NULL,
                          "cannot rename the temporary file into place: %s", strerror(errno));
         goto fail;
