@@ -811,6 +811,11 @@ static int read_contiguous(tsnap_reader *r, const tensor *t, const selection *s,
 
     if (s->nelems == 0)
         return 0;
+    /* Storage never written, of a dataset that says never to fill it: HDF5
+     * leaves the memory as it was; h5py and tsnap give zeros there. */
+    H5D_fill_time_t when = H5D_FILL_TIME_IFSET;
+    if (H5Pget_fill_time(t->dcpl, &when) >= 0 && when == H5D_FILL_TIME_NEVER)
+        memset(dst, 0, (size_t)(s->nelems * t->itemsize));
     if (t->rank == 0) {
         if (H5Dread(t->dset, t->memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
             err = tsnap__h5err(TSNAP_EIO, r->path, t->name, "reading failed");

@@ -90,6 +90,9 @@ const char *cli_codec_str(const tsnap_tensor_info *info, char *buf, size_t len);
 
 /** Writes `s` as a JSON string (quoted, escaped). */
 void cli_json_string(FILE *f, const char *s);
+/* The members of tensor `name`'s enum ("a=0, b=1", or a JSON object, or
+ * JSON null when it is no enum); how many. */
+size_t cli_enum_print(FILE *f, tsnap_reader *r, const char *name, int json);
 
 /** Writes an attribute's value: JSON (numbers, strings, arrays of
  *  numbers) when json is 1, else as Python would print it. */

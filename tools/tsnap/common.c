@@ -204,9 +204,15 @@ const char *cli_codec_str(const tsnap_tensor_info *info, char *buf, size_t len)
     size_t n;
 
     if (info->codec == TSNAP_CODEC_OTHER || info->codec < 0 || info->codec > TSNAP_CODEC_LZ4) {
-        n = (size_t)snprintf(buf, len, "filters");
-        for (int i = 0; i < info->nfilters && n < len; i++)
-            n += (size_t)snprintf(buf + n, len - n, "%s%d", i ? "," : " ", info->filters[i]);
+        /* a filter tsnap does not decode: by its registered name */
+        n = 0;
+        buf[0] = '\0';
+        for (int i = 0; i < info->nfilters && n < len; i++) {
+            const char *fname = tsnap_filter_name(info->filters[i]);
+            n += fname ? (size_t)snprintf(buf + n, len - n, "%s%s", i ? "+" : "", fname)
+                       : (size_t)snprintf(buf + n, len - n, "%sfilter %d", i ? "+" : "",
+                                          info->filters[i]);
+        }
         return buf;
     }
     if (info->codec == TSNAP_CODEC_NONE && info->shuffle)
@@ -214,6 +220,34 @@ const char *cli_codec_str(const tsnap_tensor_info *info, char *buf, size_t len)
     else
         snprintf(buf, len, "%s%s", names[info->codec], info->shuffle ? "+shuffle" : "");
     return buf;
+}
+
+size_t cli_enum_print(FILE *f, tsnap_reader *r, const char *name, int json)
+{
+    const tsnap_enum_member *m = NULL;
+    size_t n = 0;
+    tsnap_tensor_info info;
+
+    if (tsnap_reader_describe(r, name, &info) < 0 || tsnap_reader_enum(r, name, &m, &n) < 0)
+        n = 0;
+    if (json && n == 0)
+        fputs("null", f);
+    for (size_t i = 0; i < n; i++) {
+        if (json) {
+            fputs(i ? ", " : "{", f);
+            cli_json_string(f, m[i].name);
+            fputs(": ", f);
+        } else {
+            fprintf(f, "%s%s=", i ? ", " : "", m[i].name);
+        }
+        if (info.dtype == TSNAP_UINT64)
+            fprintf(f, "%" PRIu64, (uint64_t)m[i].value);
+        else
+            fprintf(f, "%" PRId64, m[i].value);
+    }
+    if (json && n)
+        fputc('}', f);
+    return n;
 }
 
 void cli_json_string(FILE *f, const char *s)

@@ -424,6 +424,8 @@ static int info_tensor(tsnap_reader *r, const char *path, const char *name, int 
             printf(", \"mappable\": false, \"why_not\": \"%s\"", tsnap_map_status_str(t.map_status));
         fputs(", \"checksum\": ", stdout);
         t.checksum[0] ? cli_json_string(stdout, t.checksum) : (void)fputs("null", stdout);
+        fputs(", \"enum\": ", stdout);
+        cli_enum_print(stdout, r, name, 1);
         fputs(", \"attrs\": ", stdout);
         print_attrs(r, name, 1);
         fputc('}', stdout);
@@ -432,6 +434,11 @@ static int info_tensor(tsnap_reader *r, const char *path, const char *name, int 
     printf("tensor:      %s\n", name);
     printf("dtype:       %s (HDF5 %s%s)\n", tsnap_dtype_name(t.dtype), type,
            t.big_endian ? ", stored big-endian" : "");
+    fputs("enum:        ", stdout);
+    if (cli_enum_print(stdout, r, name, 0))
+        fputc('\n', stdout);
+    else
+        fputs("-\n", stdout);
     printf("shape:       %s\n", shape);
     if (t.chunked)
         printf("layout:      chunked, chunks %s, %lld stored\n", chunks, nchunks);

@@ -58,7 +58,12 @@ static int describe_row(tsnap_reader *r, const char *name, row *w, tsnap_tensor_
         snprintf(w->map, sizeof w->map, "unreadable: %.140s", cause(tsnap_errmsg(), name));
         return err;
     }
-    snprintf(w->dtype, sizeof w->dtype, "%s", tsnap_dtype_name(info->dtype));
+    const tsnap_enum_member *members;
+    size_t nmembers = 0;
+    if (tsnap_reader_enum(r, name, &members, &nmembers) < 0)
+        nmembers = 0;
+    snprintf(w->dtype, sizeof w->dtype, "%s%s", tsnap_dtype_name(info->dtype),
+             nmembers ? " enum" : ""); /* its members follow the table */
     cli_shape_str(info->ndim, info->shape, w->shape, sizeof w->shape);
     if (info->map_status == TSNAP_MAP_VIRTUAL) /* its blocks are in part files */
         snprintf(w->chunks, sizeof w->chunks, "virtual, %zu part%s", info->nparts,
@@ -136,6 +141,8 @@ static void json_tensor(tsnap_reader *r, const char *name)
         cli_json_string(stdout, info.checksum);
     else
         fputs("null", stdout);
+    fputs(", \"enum\": ", stdout);
+    cli_enum_print(stdout, r, name, 1);
     fputc('}', stdout);
 }
 
@@ -188,6 +195,13 @@ static int ls_file(const char *path, int json)
         printf("%-*s  %-*s  %-*s  %-*s  %-*s  %*s  %s\n", width[0], rows[i].name, width[1],
                rows[i].dtype, width[2], rows[i].shape, width[3], rows[i].chunks, width[4],
                rows[i].codec, width[5], rows[i].ratio, rows[i].map);
+    for (size_t i = 0; i < n; i++) { /* the names of enums' values */
+        if (!strstr(rows[i].dtype, " enum"))
+            continue;
+        printf("enum %s: ", rows[i].name);
+        cli_enum_print(stdout, r, rows[i].name, 0);
+        fputc('\n', stdout);
+    }
     {
         char a[16], b[16];
         printf("%zu tensor%s, %s (%s stored", n, n == 1 ? "" : "s",
