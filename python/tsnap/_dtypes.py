@@ -7,6 +7,9 @@ imported, and otherwise an exact float32 upcast; complex32 always becomes
 complex64 (NumPy has no complex32).
 """
 
+import importlib.util
+import sys
+
 import numpy as np
 
 from . import _core, errors
@@ -70,6 +73,19 @@ def user_dtype(code):
     return np.dtype(name)
 
 
+def _ml_dtypes_present():
+    """Whether ml_dtypes can be imported, without importing it (~0.7 s
+    with the GIL held): only a tensor that needs it imports it."""
+    if _ml_dtypes is not None:
+        return bool(_ml_dtypes)
+    if "ml_dtypes" in sys.modules:
+        return sys.modules["ml_dtypes"] is not None  # None: imports of it fail
+    try:
+        return importlib.util.find_spec("ml_dtypes") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def why_not_view(code):
     """Why tensors of `code` cannot be returned as a view of their bytes
     (None when they can)."""
@@ -85,10 +101,13 @@ _NO_VIEW = None
 
 
 def no_view():
-    """The dtype codes whose bytes NumPy cannot view as the loaded dtype."""
+    """The dtype codes whose bytes NumPy cannot view as the loaded dtype
+    (ml_dtypes is looked for, not imported)."""
     global _NO_VIEW
     if _NO_VIEW is None:
-        _NO_VIEW = frozenset(c for c in NAMES if why_not_view(c) is not None)
+        ml = _ml_dtypes_present()
+        _NO_VIEW = frozenset(c for c, n in NAMES.items()
+                             if n == "complex32" or (n in ML_DTYPES and not ml))
     return _NO_VIEW
 
 
