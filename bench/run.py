@@ -7,6 +7,7 @@ Run it from anywhere with the repository's virtual environment:
     .venv/bin/python bench/run.py --only small    # one workload
     .venv/bin/python bench/run.py --quick         # tiny sizes, a few seconds (smoke test)
     .venv/bin/python bench/run.py --json out.json # also write every median and ratio
+    .venv/bin/python bench/run.py --plain         # as a user's script runs (see below)
 
 tsnap is imported from PYTHONPATH when that is set (e.g.
 PYTHONPATH=build/python .venv/bin/python bench/run.py), otherwise from
@@ -44,6 +45,22 @@ from repeat to repeat; the table gives the median):
   mapopen  latency of a mapped open of a 1 MiB and a 1 GiB tensor: the time
            from the call to having the array, opening the file included
            (200 repeats, median in microseconds).  It must not grow with size.
+
+Plain mode (--plain) measures as a user's script runs: no malloc settings
+(no re-execution), no os.sync() or page-cache recycling before a save, no
+pre-faulted buffers where the call makes its own:
+
+  overwrite  a 1 GiB float32 state saved every repeat over the previous
+             repeat's file (same name), page cache and durable, by tsnap,
+             np.save, h5py, safetensors and zarr; tsnap and np.save also
+             under a new name every repeat.
+  weights    a state dict with the shapes of a 6-layer, 384-wide BERT
+             (30,522 tokens; 103 float32 tensors, 1.5 KB to 47 MB, 91 MB):
+             save (same name), load, and tsnap's mapped load of every
+             tensor, against safetensors, np.savez, h5py and zarr.
+  mapopen    as above, without the malloc settings.
+  firstcall  a fresh interpreter per sample: its first save, load, open and
+             mapped open (float64, 2 MiB) less its second, and the import.
 
 Peers: memcpy (np.copyto into a pre-faulted buffer: the memory limit); raw
 bytes (os.write of the array's memoryview, + os.fsync; readv into a pre-faulted
@@ -87,7 +104,8 @@ MALLOC_SETTING = str(4 << 30)  # > the largest array, so that it too comes from 
 MALLOC_VARS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 _REEXEC_MARK = "TSNAP_BENCH_REEXECUTED"
 
-if __name__ == "__main__" and not all(v in os.environ for v in MALLOC_VARS):
+if (__name__ == "__main__" and "--plain" not in sys.argv
+        and not all(v in os.environ for v in MALLOC_VARS)):
     for var in MALLOC_VARS:
         os.environ.setdefault(var, MALLOC_SETTING)
     os.environ[_REEXEC_MARK] = "1"
@@ -453,7 +471,8 @@ def many_raw_read(path, outs):
 # The registry: subjects (one system's file) and their timed operations.
 
 SAVE_OPS = ("save", "save durable")
-OP_ORDER = ("save", "save durable", "store save", "memcpy", "load", "mmap open", "mmap + copy")
+OP_ORDER = ("import", "first call", "save", "save durable", "store save", "memcpy", "load",
+            "mmap open", "mmap + copy")
 
 
 @dataclass
@@ -471,6 +490,8 @@ class Op:
     def reads_data(self):
         """False for a mapped open that hands back file pages (or a lazy handle):
         its time is a latency, no GB/s."""
+        if self.op in ("import", "first call"):
+            return False
         return not (self.op == "mmap open" and self.memory.startswith(("file pages", "none")))
 
 
@@ -483,6 +504,7 @@ class Subject:
     setup: Optional[Callable[[], None]] = None  # writes `path` once, before the repeats
     unavailable: Optional[str] = None  # why it cannot run here
     vs: str = "default"              # the tsnap variant its ratios are against
+    keep: bool = False               # its file stays from repeat to repeat (saved over)
 
 
 @dataclass
@@ -496,6 +518,8 @@ class Section:
     items: int = 1                   # tensors per operation (small: per-tensor time)
     key_ratios: list = field(default_factory=list)  # (description, tsnap row id, peer row id)
     rows: list = field(default_factory=list)
+    plain: bool = False              # as a user's script runs: no sync, no page-cache recycling
+    runner: Optional[Callable] = None  # fills `rows` itself (measures in other processes)
 
 
 def row_id(op, system, variant, call=None):
@@ -980,6 +1004,279 @@ def store_sections(d, args, rng):
         store.close()
 
 
+# ---------------------------------------------------------------------------
+# Plain mode (--plain): as a user's script runs.  No malloc settings, no
+# pre-faulted buffers, no sync or page-cache recycling before a save; a
+# save goes over the file of the previous repeat (same name), or to a new
+# name each repeat.  A workload here is a builder of sections, as above,
+# whose sections set plain=True; PLAIN_SECTIONS lists them.
+
+def plain_saves(system, variant, path, call, save, load, a):
+    """A subject that saves `a` with save(path, a, durable) every repeat,
+    page cache and durable: over the same file ("same name"), or ("new
+    names") under a new name in directory `path` each time, the previous
+    one deleted first (untimed)."""
+    state = {"n": 0, "last": path}
+
+    def new_name():  # untimed, before each call
+        remove(state["last"])
+        state["n"] += 1
+        path.mkdir(exist_ok=True)
+        state["last"] = path / f"{state['n']}{path.suffix}"
+
+    poison = new_name if variant == "new names" else None
+    ops = [Op(op, f"{call}{suffix}", lambda d=durable: save(state["last"], a, d),
+              lambda _: same(np.asarray(load(state["last"])[...]), a), poison=poison)
+           for op, durable, suffix in (("save", False, ""), ("save durable", True, " + fsync"))]
+    return Subject(system, variant, ops, path, keep=True, vs=variant)
+
+
+def plain_zarr_save(path, a, durable=False):
+    remove(path)  # a fresh store over the old one, as zarr's users save
+    zarr_save(path, a, durable)
+
+
+def overwrite_sections(d, args, rng):
+    """Item: a 1 GiB float32 state saved over the same name every repeat
+    (and under new names), page cache and durable, against every peer."""
+    shape = (512, 512) if args.quick else (16384, 16384)
+    a = rng.standard_normal(shape, dtype=np.float32)
+    subjects = [
+        plain_saves("tsnap", "same name", d / "tsnap.h5", "save", tsnap_save, tsnap_load, a),
+        plain_saves("numpy", "same name", d / "numpy.npy", "np.save", numpy_save, numpy_load, a),
+        plain_saves("tsnap", "new names", d / "tsnap-new.h5", "save", tsnap_save, tsnap_load, a),
+        plain_saves("numpy", "new names", d / "numpy-new.npy", "np.save", numpy_save,
+                    numpy_load, a),
+    ]
+    if not H5PY_MISSING:
+        subjects.append(plain_saves("h5py", "same name", d / "h5py.h5",
+                                    "File('w').create_dataset", h5py_save, h5py_load, a))
+    if not SAFETENSORS_MISSING:
+        subjects.append(plain_saves("safetensors", "same name", d / "st.safetensors",
+                                    "save_file", safetensors_save, safetensors_get, a))
+    if not ZARR_MISSING:
+        subjects.append(plain_saves("zarr", "same name", d / "z.zarr", "save_array",
+                                    plain_zarr_save, zarr_load, a))
+    sec = Section("overwrite", f"{fmt_bytes(a.nbytes)} float32 {shape} saved every repeat,"
+                  " plain", a.nbytes, args.repeat_large, subjects, plain=True)
+
+    def rid(op, system, variant):
+        return row_id(op, system, variant)
+    sec.key_ratios = [
+        ("overwrite vs np.save over its own file (target >= 0.9)",
+         rid("save", "tsnap", "same name"), rid("save", "numpy", "same name")),
+        ("durable overwrite vs np.save + fsync over its own file (target >= 0.9)",
+         rid("save durable", "tsnap", "same name"), rid("save durable", "numpy", "same name")),
+        ("new names vs np.save (target >= 0.9)",
+         rid("save", "tsnap", "new names"), rid("save", "numpy", "new names")),
+        ("durable, new names vs np.save + fsync",
+         rid("save durable", "tsnap", "new names"), rid("save durable", "numpy", "new names")),
+    ]
+    yield sec
+
+
+def bert_mini_state(rng, layers=6, width=384, vocab=30522, ffn=1536, positions=512):
+    """Random float32 weights with the shapes of a 6-layer, 384-wide BERT
+    (30,522 tokens): 103 tensors from 1.5 KB to 47 MB, 91 MB in all."""
+    sd = {}
+
+    def w(name, *shape):
+        sd[name] = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
+    w("embeddings.word_embeddings.weight", vocab, width)
+    w("embeddings.position_embeddings.weight", positions, width)
+    w("embeddings.token_type_embeddings.weight", 2, width)
+    w("embeddings.LayerNorm.weight", width)
+    w("embeddings.LayerNorm.bias", width)
+    for i in range(layers):
+        p = f"encoder.layer.{i}."
+        for m in ("query", "key", "value"):
+            w(p + f"attention.self.{m}.weight", width, width)
+            w(p + f"attention.self.{m}.bias", width)
+        w(p + "attention.output.dense.weight", width, width)
+        w(p + "attention.output.dense.bias", width)
+        w(p + "attention.output.LayerNorm.weight", width)
+        w(p + "attention.output.LayerNorm.bias", width)
+        w(p + "intermediate.dense.weight", ffn, width)
+        w(p + "intermediate.dense.bias", ffn)
+        w(p + "output.dense.weight", width, ffn)
+        w(p + "output.dense.bias", width)
+        w(p + "output.LayerNorm.weight", width)
+        w(p + "output.LayerNorm.bias", width)
+    w("pooler.dense.weight", width, width)
+    w("pooler.dense.bias", width)
+    return sd
+
+
+def weights_sections(d, args, rng):
+    """Item: a model's state dict saved (same name every repeat), loaded,
+    and loaded mapped, against safetensors, np.savez, h5py and zarr."""
+    sd = bert_mini_state(rng, **({"layers": 1, "vocab": 1000} if args.quick else {}))
+    nbytes = sum(a.nbytes for a in sd.values())
+
+    def subject(system, name, save, load, extra=(), unavailable=None):
+        p = d / name
+        ops = [Op("save", save.__name__, lambda: save(p, sd), lambda _: same_dict(load(p), sd)),
+               Op("load", load.__name__, lambda: load(p), lambda r: same_dict(r, sd), FRESH)]
+        return Subject(system, "default", ops + [o(p) for o in extra], p, keep=True,
+                       unavailable=unavailable)
+
+    def tsnap_mapped(p):
+        return Op("mmap open", "load(p, mmap=True): every tensor", lambda: tsnap.load(p, mmap=True),
+                  lambda r: same_dict(r, sd), "file pages")
+
+    def st_load_file(p):  # the mapped load's peer: safetensors has no mapped load
+        return Op("load", "load_file (vs mapped)", lambda: many_safetensors_load(p),
+                  lambda r: same_dict(r, sd), FRESH, cmp_op="mmap open")
+    subjects = [
+        subject("tsnap", "w.h5", many_tsnap_save, many_tsnap_load, [tsnap_mapped]),
+        subject("safetensors", "w.safetensors", many_safetensors_save, many_safetensors_load,
+                [st_load_file], SAFETENSORS_MISSING),
+        subject("numpy", "w.npz", many_numpy_savez, many_numpy_loadz),
+        subject("h5py", "w-h5py.h5", many_h5py_save, many_h5py_load, unavailable=H5PY_MISSING),
+        subject("zarr", "w.zarr", plain_zarr_group_save, many_zarr_load,
+                unavailable=ZARR_MISSING),
+    ]
+    sec = Section("weights", f"state dict: {len(sd)} float32 tensors, {fmt_bytes(nbytes)}"
+                  f" ({nbytes / 1e6:.0f} MB), BERT-mini shapes, plain", nbytes, args.repeat,
+                  subjects, plain=True)
+    sec.key_ratios = [
+        ("save vs safetensors save_file (target >= 1.2)", row_id("save", "tsnap", "default"),
+         row_id("save", "safetensors", "default", "many_safetensors_save")),
+        ("load vs safetensors load_file (target >= 1.2)", row_id("load", "tsnap", "default"),
+         row_id("load", "safetensors", "default", "many_safetensors_load")),
+        ("mapped load vs safetensors load_file (target >= 4, i.e. <= 0.25x its time)",
+         row_id("mmap open", "tsnap", "default"),
+         row_id("load", "safetensors", "default", "load_file (vs mapped)")),
+        ("save vs np.savez", row_id("save", "tsnap", "default"),
+         row_id("save", "numpy", "default")),
+        ("load vs h5py", row_id("load", "tsnap", "default"), row_id("load", "h5py", "default")),
+    ]
+    yield sec
+
+
+def plain_zarr_group_save(path, tensors):
+    remove(path)
+    many_zarr_save(path, tensors)
+
+
+def plain_mapopen_sections(d, args, rng):
+    for sec in mapopen_sections(d, args, rng):
+        sec.plain = True
+        yield sec
+
+
+# What a fresh interpreter does once (first) and again (next): the timings
+# come back as JSON.  Loads and opens read a file written by the parent.
+_FIRST_CALL = r"""
+import json, os, sys, time
+t0 = time.perf_counter()
+import numpy as np
+t1 = time.perf_counter()
+system, path, new = sys.argv[1], sys.argv[2], sys.argv[3]
+if system == "tsnap":
+    import tsnap
+    calls = {
+        "save": lambda a: tsnap.save(new, {"t": a}, durable=False),
+        "load": lambda a: tsnap.load(path, "t"),
+        "open": lambda a: tsnap.open(path)["t"][...],
+        "mmap open": lambda a: tsnap.load(path, "t", mmap=True),
+    }
+elif system == "numpy":
+    calls = {
+        "save": lambda a: np.save(new, a),
+        "load": lambda a: np.load(path),
+        "mmap open": lambda a: np.load(path, mmap_mode="r"),
+    }
+elif system == "h5py":
+    import h5py
+    def h5save(a):
+        with h5py.File(new, "w") as f:
+            f.create_dataset("t", data=a)
+    def h5load(a):
+        with h5py.File(path, "r") as f:
+            return f["t"][()]
+    calls = {"save": h5save, "load": h5load}
+else:
+    from safetensors.numpy import save_file, load_file
+    calls = {"save": lambda a: save_file({"t": a}, new), "load": lambda a: load_file(path)}
+t2 = time.perf_counter()
+a = np.arange(1 << 18, dtype=np.float64)
+out = {"import": t2 - t1}
+for name, fn in calls.items():
+    times = []
+    for i in range(2):
+        s = time.perf_counter()
+        fn(a)
+        times.append(time.perf_counter() - s)
+    out[name] = times
+print(json.dumps(out))
+"""
+
+
+def firstcall_sections(d, args, rng):
+    """Item: what the first save, load, open and mapped open cost in a fresh
+    interpreter over the second (float64, 2 MiB), each sample a new process."""
+    samples = 3 if args.quick else max(args.repeat, 10)
+    a = np.arange(1 << 18, dtype=np.float64)
+    files = {"tsnap": d / "first.h5", "numpy": d / "first.npy", "h5py": d / "first-h5py.h5",
+             "safetensors": d / "first.safetensors"}
+    missing = {"h5py": H5PY_MISSING, "safetensors": SAFETENSORS_MISSING}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(Path(tsnap.__file__).parent.parent),
+                                                    env.get("PYTHONPATH", "")] if p)
+    for var in MALLOC_VARS:
+        env.pop(var, None)
+
+    def runner(log):
+        tsnap_save(files["tsnap"], a)
+        numpy_save(files["numpy"], a)
+        if not H5PY_MISSING:
+            h5py_save(files["h5py"], a)
+        if not SAFETENSORS_MISSING:
+            safetensors_save(files["safetensors"], a)
+        rows = {}
+        try:
+            for r in range(samples):
+                systems = [s for s in files if not missing.get(s)]
+                for system in systems[r % len(systems):] + systems[:r % len(systems)]:
+                    new = d / f"first-new-{system}"
+                    proc = subprocess.run([sys.executable, "-c", _FIRST_CALL, system,
+                                           str(files[system]), str(new)],
+                                          capture_output=True, text=True, env=env)
+                    remove(new)
+                    remove(str(new) + ".npy")
+                    if proc.returncode != 0:
+                        raise RuntimeError(f"{system}: {proc.stderr.strip()[-300:]}")
+                    got = json.loads(proc.stdout.strip().splitlines()[-1])
+                    for call, times in got.items():
+                        if call == "import":
+                            key = ("import", system, f"import {system} (after numpy)")
+                            value = times
+                        else:
+                            key = ("first call", system, f"{call}: first - next")
+                            value = max(times[0] - times[1], 0.0)
+                        if key not in rows:
+                            rows[key] = Row(system, "default", Op(key[0], key[2], None,
+                                                                   lambda _: True), "none")
+                            rows[key].check = True
+                        rows[key].times.append(value)
+        finally:
+            for p in files.values():
+                remove(p)
+        return list(rows.values())
+
+    sec = Section("firstcall", "the first call in a fresh interpreter over the next one"
+                  " (float64, 2 MiB; one process per sample)", a.nbytes, samples, [],
+                  plain=True, runner=runner)
+    sec.key_ratios = []
+    yield sec
+
+
+PLAIN_SECTIONS = {"overwrite": overwrite_sections, "weights": weights_sections,
+                  "mapopen": plain_mapopen_sections, "firstcall": firstcall_sections}
+PLAIN_WORKLOADS = tuple(PLAIN_SECTIONS)
+
+
 SECTIONS = {"big": big_sections, "smooth": smooth_sections, "small": small_sections,
             "mapopen": mapopen_sections, "store": store_sections}
 
@@ -1004,6 +1301,9 @@ class Row:
 
 
 def run_section(sec, log):
+    if sec.runner:
+        sec.rows = sec.runner(log)
+        return
     rows = {}
     for s in sec.subjects:
         for o in s.ops:
@@ -1020,7 +1320,8 @@ def run_section(sec, log):
                     s.setup()
                 except Exception as e:  # noqa: BLE001
                     fail(s, rows, broken, e)
-        os.sync()  # nothing the set-up wrote is still being written back while we measure
+        if not sec.plain:
+            os.sync()  # nothing the set-up wrote is still being written back while we measure
         for r in range(sec.repeats):
             if r and r % max(1, sec.repeats // 4) == 0:
                 log(f"    repeat {r + 1}/{sec.repeats}")
@@ -1049,7 +1350,7 @@ def run_subject_turn(sec, s, r, rows, broken):
             if o.max_repeats is not None and r >= o.max_repeats:
                 continue
             row = rows[id(o)]
-            if o.op in SAVE_OPS:
+            if o.op in SAVE_OPS and not sec.plain:
                 remove(s.path)
                 os.sync()
                 recycle_page_cache(sec.nbytes)
@@ -1071,7 +1372,7 @@ def run_subject_turn(sec, s, r, rows, broken):
     except Exception as e:  # noqa: BLE001 - recorded, the run goes on, the exit status says it
         fail(s, rows, broken, e)
     finally:
-        if not s.setup:
+        if not s.setup and not s.keep:
             remove(s.path)
 
 
@@ -1317,12 +1618,25 @@ def print_environment(env, args):
     for k, v in env["versions"].items():
         print(f"  {k:<14} {v}")
     m = " ".join(f"{k}={v}" for k, v in env["malloc"].items())
-    if env["reexecuted_for_malloc"]:
+    if args.plain:
+        print(f"malloc   {m} (--plain: as the caller's environment has it)")
+    elif env["reexecuted_for_malloc"]:
         print(f"malloc   re-executed with {m} for every system (freed memory stays in the heap)")
     else:
         print(f"malloc   {m} (already set by the caller: not re-executed)")
     print(f"seed     {args.seed}" + ("    --quick: tiny sizes, timings meaningless" if args.quick
                                      else ""))
+    if args.plain:
+        print("\n".join([
+            "--plain: as a user's script runs: no os.sync(), no page-cache recycling, no"
+            " pre-faulted buffers;",
+            "'same name' saves go over the previous repeat's file, 'new names' to a fresh name"
+            " (the previous deleted, untimed);",
+            f"load average before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())};",
+            "'tsnap/peer' = tsnap throughput / peer throughput (>1: tsnap faster);"
+            " 'spread' = (max - min) / median."]))
+        sys.stdout.flush()
+        return
     print("\n".join([
         "loads read warm files (just written, in the page cache); before each save: os.sync() and"
         " a scratch file",
@@ -1341,8 +1655,12 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dir", type=Path, help="where the files go (a fresh directory is made in it;"
                    " default: under the repository's build/, else /tmp)")
-    p.add_argument("--only", choices=WORKLOADS, action="append",
-                   help="run this workload only (repeatable)")
+    p.add_argument("--only", choices=sorted(set(WORKLOADS) | set(PLAIN_WORKLOADS)),
+                   action="append", help="run this workload only (repeatable; with --plain:"
+                   f" {', '.join(PLAIN_WORKLOADS)})")
+    p.add_argument("--plain", action="store_true",
+                   help="measure as a user's script runs (see 'Plain mode' in the source):"
+                   f" workloads {', '.join(PLAIN_WORKLOADS)}")
     p.add_argument("--repeat", type=int, default=5, help="repeats of each measurement (default 5)")
     p.add_argument("--repeat-large", type=int, default=5,
                    help="repeats for the 1 GiB tensor of 'big' (default 5)")
@@ -1355,6 +1673,11 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.quick:
         args.repeat, args.repeat_large, args.map_repeat = 1, 1, 10
+    workloads = PLAIN_WORKLOADS if args.plain else WORKLOADS
+    bad = [w for w in args.only or () if w not in workloads]
+    if bad:
+        p.error(f"{', '.join(bad)}: not a workload{' of --plain' if args.plain else ''}"
+                f" (choose from {', '.join(workloads)})")
     if min(args.repeat, args.repeat_large, args.map_repeat) < 1:
         p.error("repeats must be at least 1")
     if args.seed is None:
@@ -1400,9 +1723,10 @@ def main(argv=None):
     failed = []
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
-        for name in (args.only or WORKLOADS):
+        registry = PLAIN_SECTIONS if args.plain else SECTIONS
+        for name in (args.only or tuple(registry)):
             sections, smallers = [], []
-            for sec in SECTIONS[name](tmp, args, rng):
+            for sec in registry[name](tmp, args, rng):
                 t0 = time.perf_counter()
                 log(f"[{name}] {sec.title}: {sec.repeats} repeats ...")
                 run_section(sec, log)
