@@ -458,6 +458,26 @@ def open(path):
     return File(path)
 
 
+def _map_one(path, name):
+    """load(path, name, mmap=True) of a tensor that maps, in one library
+    call that opens the file without listing its tensors; None for
+    anything else: the full path then maps it or says why not."""
+    if not isinstance(name, str):
+        return None
+    try:
+        reader = _core.Reader(os.fsdecode(os.fspath(path)))
+        try:
+            ((raw, code),) = reader.read_many([encode_name(path, name.lstrip("/"))], 1,
+                                              dtypes.no_view(), False)
+        finally:
+            reader.close()
+    except Exception:  # noqa: BLE001 - the full path raises the error it should
+        return None
+    if raw is None or code < 0:
+        return None
+    return dtypes.to_user(raw, code)
+
+
 def load(path, name=None, *, mmap=False, verify=False, device=None):
     """Loads tensor `name`, or every tensor as a dict keyed by full name.
 
@@ -471,6 +491,10 @@ def load(path, name=None, *, mmap=False, verify=False, device=None):
     the way, reading the data once; mapped pages are checked before they are
     returned.  Any HDF5 file of numeric datasets loads, not only tsnap's."""
     _check_mmap(path, mmap)
+    if mmap is True and name is not None and device is None and not verify:
+        mapped = _map_one(path, name)
+        if mapped is not None:
+            return mapped
     number = _cuda_device(path, device)
     if number is not None and mmap is not False:
         raise errors.ValueError(f"{path}: mmap maps the file into host memory; it cannot be"
