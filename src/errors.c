@@ -5,9 +5,12 @@
  * file, the tensor and the cause.  HDF5 failures fold the innermost entry
  * of HDF5's own error stack into that line (HDF5 keeps one stack per
  * thread), so the caller sees "file signature not found" rather than the
- * outermost "unable to open file".
+ * outermost "unable to open file".  A failure of the operating system
+ * (a file driver's read, write, open or flush) is told in the system's
+ * words instead, and its errno is kept for tsnap_errno().
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -16,10 +19,26 @@
 
 static _Thread_local char tls_msg[MSG_LEN];
 static _Thread_local bool tls_h5_quiet;
+static _Thread_local int tls_errno;         /* of the last failure; 0: none */
+static _Thread_local int tls_driver_errno;  /* what the file driver saw */
+static _Thread_local char tls_path[MSG_LEN]; /* the file of that failure */
 
 const char *tsnap_version(void) { return TSNAP_VERSION_STRING; }
 
 const char *tsnap_errmsg(void) { return tls_msg; }
+
+int tsnap_errno(void) { return tls_errno; }
+
+const char *tsnap_errpath(void) { return tls_path; }
+
+void tsnap__set_errno(int errnum, const char *file)
+{
+    tls_errno = errnum;
+    if (file)
+        snprintf(tls_path, sizeof tls_path, "%s", file);
+}
+
+void tsnap__driver_errno(int errnum) { tls_driver_errno = errnum; }
 
 const char *tsnap_strerror(int code)
 {
@@ -45,10 +64,28 @@ const char *tsnap_strerror(int code)
 void tsnap__begin(void)
 {
     tls_msg[0] = '\0';
+    tls_errno = tls_driver_errno = 0;
+    tls_path[0] = '\0';
     if (!tls_h5_quiet) {
         H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
         tls_h5_quiet = true;
     }
+}
+
+/* One line: messages may quote HDF5's text, which can hold newlines. */
+static void one_line(void)
+{
+    for (char *p = tls_msg; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+}
+
+/* Appends ": <the system's words for errnum>" to the message. */
+static void append_strerror(int errnum)
+{
+    size_t n = strlen(tls_msg);
+    if (n < MSG_LEN)
+        snprintf(tls_msg + n, MSG_LEN - n, ": %s", strerror(errnum));
 }
 
 static int vformat(int code, const char *file, const char *tensor, const char *fmt, va_list ap)
@@ -66,10 +103,7 @@ static int vformat(int code, const char *file, const char *tensor, const char *f
     }
     if (n < MSG_LEN)
         vsnprintf(tls_msg + n, MSG_LEN - n, fmt, ap);
-    /* One line: messages may quote HDF5's text, which can hold newlines. */
-    for (char *p = tls_msg; *p; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
+    one_line();
     return code;
 }
 
@@ -82,10 +116,23 @@ int tsnap__err(int code, const char *file, const char *tensor, const char *fmt, 
     return code;
 }
 
+int tsnap__syserr(int code, int errnum, const char *file, const char *tensor, const char *fmt,
+                  ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vformat(code, file, tensor, fmt, ap);
+    va_end(ap);
+    append_strerror(errnum);
+    tsnap__set_errno(errnum, file);
+    return code;
+}
+
 struct h5walk {
     char desc[256];
     bool damaged; /* HDF5 found the file's bytes wrong */
     bool system;  /* the operating system failed a read or write */
+    int errnum;   /* the errno a file driver quoted ("errno = 28"), or 0 */
 };
 
 static herr_t h5walk_cb(unsigned n, const H5E_error2_t *e, void *data)
@@ -98,6 +145,13 @@ static herr_t h5walk_cb(unsigned n, const H5E_error2_t *e, void *data)
      * pipeline's too: only the file drivers (H5FD*) speak for the system. */
     if (e->maj_num == H5E_VFL || (e->func_name && strncmp(e->func_name, "H5FD", 4) == 0))
         w->system = true;
+    /* HDF5's file drivers quote the system's errno in their text. */
+    const char *at = e->desc ? strstr(e->desc, "errno = ") : NULL;
+    if (at && w->system) {
+        long v = strtol(at + 8, NULL, 10);
+        if (v > 0 && v < 4096)
+            w->errnum = (int)v;
+    }
     /* Walking downward, the last entry is the innermost: the cause. */
     if (e->desc && *e->desc) {
         snprintf(w->desc, sizeof w->desc, "%s", e->desc);
@@ -113,7 +167,7 @@ static herr_t h5walk_cb(unsigned n, const H5E_error2_t *e, void *data)
 
 int tsnap__h5err(int code, const char *file, const char *tensor, const char *fmt, ...)
 {
-    struct h5walk w = {{0}, false, false};
+    struct h5walk w = {{0}, false, false, 0};
     va_list ap;
 
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, h5walk_cb, &w);
@@ -124,17 +178,26 @@ int tsnap__h5err(int code, const char *file, const char *tensor, const char *fmt
      * checksum or signature is wrong.) */
     if (code == TSNAP_EIO && w.damaged && !w.system)
         code = TSNAP_EFORMAT;
+    /* A system failure is told in the system's words, not HDF5's record
+     * of the call (time, descriptor, buffer address...).  The driver's
+     * own errno (vfd.c) stands in where the text did not quote one. */
+    if (!w.errnum && w.system)
+        w.errnum = tls_driver_errno;
+    if (w.errnum && (code == TSNAP_EIO || code == TSNAP_EFORMAT || code == TSNAP_ENOMEM))
+        code = TSNAP_EIO;
     va_start(ap, fmt);
     vformat(code, file, tensor, fmt, ap);
     va_end(ap);
-    if (w.desc[0]) {
+    if (w.errnum) {
+        append_strerror(w.errnum);
+        tsnap__set_errno(w.errnum, file);
+    } else if (w.desc[0]) {
         size_t n = strlen(tls_msg);
         if (n < MSG_LEN)
             snprintf(tls_msg + n, MSG_LEN - n, " (HDF5: %s)", w.desc);
-        for (char *p = tls_msg; *p; p++)
-            if (*p == '\n' || *p == '\r')
-                *p = ' ';
+        one_line();
     }
+    tls_driver_errno = 0;
     return code;
 }
 

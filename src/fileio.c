@@ -62,11 +62,11 @@ int tsnap__fsync_path(const char *path, bool directory, const char *file)
     int fd = open(path, O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
     int err = 0;
     if (fd < 0)
-        return tsnap__err(TSNAP_EIO, file, NULL, "cannot open %s for fsync: %s",
-                          directory ? "directory" : "file", strerror(errno));
+        return tsnap__syserr(TSNAP_EIO, errno, file, NULL, "cannot open the %s for fsync",
+                             directory ? "directory" : "file");
     if (fsync(fd) < 0 && !(directory && (errno == EINVAL || errno == EBADF)))
-        err = tsnap__err(TSNAP_EIO, file, NULL, "fsync of the %s failed: %s",
-                         directory ? "directory" : "file", strerror(errno));
+        err = tsnap__syserr(TSNAP_EIO, errno, file, NULL, "fsync of the %s failed",
+                            directory ? "directory" : "file");
     close(fd);
     return err;
 }

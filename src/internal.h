@@ -33,9 +33,24 @@ int tsnap__err(int code, const char *file, const char *tensor, const char *fmt, 
 int tsnap__h5err(int code, const char *file, const char *tensor, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Clears the thread's message; turns HDF5's own error printing off for
- * this thread (HDF5 keeps that setting per thread). */
+/* Clears the thread's message (and errno); turns HDF5's own error
+ * printing off for this thread (HDF5 keeps that setting per thread). */
 void tsnap__begin(void);
+
+/*
+ * As tsnap__err for a failed system call: appends ": <strerror(errnum)>"
+ * and keeps errnum and `file` for tsnap_errno() and tsnap_errpath().
+ */
+int tsnap__syserr(int code, int errnum, const char *file, const char *tensor, const char *fmt,
+                  ...) __attribute__((format(printf, 5, 6)));
+
+/* Sets what tsnap_errno() and tsnap_errpath() give (file NULL: keeps the
+ * path); for failures carried from another thread. */
+void tsnap__set_errno(int errnum, const char *file);
+
+/* vfd.c: the errno a file driver call failed with, for the next
+ * tsnap__h5err on this thread. */
+void tsnap__driver_errno(int errnum);
 
 /* Checked arguments: return TSNAP_EINVAL with a message, never crash. */
 #define TSNAP_CHECK_ARG(expr)                                                              \

@@ -47,6 +47,9 @@ struct tsnap_reader {
     int format_version;
     char **names;
     size_t count, cap;
+    char **groups; /* every group but the root, sorted, once listed */
+    size_t ngroups, gcap;
+    bool groups_listed;
     struct described *desc; /* parallel to names */
     hsize_t bias;           /* chunk_address_bias, once known */
     bool bias_known;
@@ -59,6 +62,22 @@ typedef tsnap_dset tensor;
 typedef tsnap_selection selection;
 
 /* ---- open and list ------------------------------------------------ */
+
+static herr_t collect_group(tsnap_reader *r, const char *name)
+{
+    if (r->ngroups == r->gcap) {
+        size_t cap = r->gcap ? 2 * r->gcap : 16;
+        char **grown = realloc(r->groups, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        r->groups = grown;
+        r->gcap = cap;
+    }
+    if (!(r->groups[r->ngroups] = strdup(name)))
+        return -1;
+    r->ngroups++;
+    return 0;
+}
 
 static herr_t collect(hid_t obj, const char *name, const H5O_info_t *info, void *data)
 {
@@ -220,6 +239,9 @@ void tsnap_reader_free(tsnap_reader *r)
     for (size_t i = 0; i < r->count; i++)
         free(r->names[i]);
     free(r->names);
+    for (size_t i = 0; i < r->ngroups; i++)
+        free(r->groups[i]);
+    free(r->groups);
     for (size_t i = 0; i < r->nattrs; i++) {
         free(r->attrs[i].name);
         tsnap__attr_set_clear(&r->attrs[i].set);
@@ -255,6 +277,14 @@ static ptrdiff_t find_name(const tsnap_reader *r, const char *name)
 }
 
 static bool has_name(const tsnap_reader *r, const char *name) { return find_name(r, name) >= 0; }
+
+static int list_groups(tsnap_reader *r);
+
+static bool has_group(tsnap_reader *r, const char *name)
+{
+    return list_groups(r) == 0 && r->ngroups &&
+           bsearch(&name, r->groups, r->ngroups, sizeof *r->groups, cmp_names) != NULL;
+}
 
 /* ---- one tensor --------------------------------------------------- */
 
@@ -608,6 +638,8 @@ static uint64_t stored_bytes(const tensor *t)
 /* Describes an open tensor (tsnap_reader_describe without the cache). */
 static void describe_open(tsnap_reader *r, tensor *t, tsnap_tensor_info *info);
 
+static int string_kind(tsnap_reader *r, const char *name);
+
 int tsnap_reader_describe(tsnap_reader *r, const char *name, tsnap_tensor_info *info)
 {
     tensor t;
@@ -622,8 +654,11 @@ int tsnap_reader_describe(tsnap_reader *r, const char *name, tsnap_tensor_info *
         *info = r->desc[i].info;
         return 0;
     }
-    if ((err = tensor_open(r, name, &t)) < 0)
+    if ((err = tensor_open(r, name, &t)) < 0) {
+        if (err == TSNAP_ETYPE)
+            info->string = string_kind(r, name);
         return err;
+    }
     describe_open(r, &t, info);
     tensor_close(&t);
     i = find_name(r, name);
@@ -1199,7 +1234,7 @@ static int attr_set(tsnap_reader *r, const char *name, tsnap_attr_set **out)
             return 0;
         }
     }
-    if (*key && !has_name(r, key))
+    if (*key && !has_name(r, key) && !has_group(r, key))
         return tsnap__err(TSNAP_ENOTFOUND, r->path, key, "no such tensor");
     grown = realloc(r->attrs, (r->nattrs + 1) * sizeof *grown);
     if (!grown)
@@ -1272,4 +1307,165 @@ int tsnap_reader_attr_find(tsnap_reader *r, const char *name, const char *key, t
         }
     }
     return tsnap__err(TSNAP_ENOTFOUND, r->path, name, "no attribute '%s'", key);
+}
+
+/* ---- strings and groups ------------------------------------------- */
+
+static herr_t visit_group(hid_t obj, const char *name, const H5O_info_t *info, void *data)
+{
+    (void)obj;
+    if (info->type != H5O_TYPE_GROUP || strcmp(name, ".") == 0)
+        return 0;
+    return collect_group(data, name);
+}
+
+/* Every group, empty ones included (those above a tensor may be known
+ * already), walked when first asked for: a nested load asks, most
+ * readers never do.  A failure lists none and is not reported: the
+ * datasets are what a reader is for. */
+static int list_groups(tsnap_reader *r)
+{
+    if (r->groups_listed)
+        return 0;
+    r->groups_listed = true;
+    for (size_t i = 0; i < r->ngroups; i++)
+        free(r->groups[i]);
+    r->ngroups = 0;
+    if (H5Ovisit2(r->file, H5_INDEX_NAME, H5_ITER_INC, visit_group, r, H5O_INFO_BASIC) < 0) {
+        for (size_t i = 0; i < r->ngroups; i++)
+            free(r->groups[i]);
+        r->ngroups = 0;
+        H5Eclear2(H5E_DEFAULT);
+        return -1;
+    }
+    if (r->ngroups > 1)
+        qsort(r->groups, r->ngroups, sizeof *r->groups, cmp_names);
+    return 0;
+}
+
+/* The reader is const to its callers; the list is made on first use. */
+size_t tsnap_reader_group_count(const tsnap_reader *r)
+{
+    return r && list_groups((tsnap_reader *)r) == 0 ? r->ngroups : 0;
+}
+
+const char *tsnap_reader_group_name(const tsnap_reader *r, size_t index)
+{
+    return index < tsnap_reader_group_count(r) ? r->groups[index] : NULL;
+}
+
+/* Opens dataset `name` as a single string: its dataset and file type.
+ * TSNAP_ETYPE (with a message) for anything else. */
+static int string_open(tsnap_reader *r, const char *name, hid_t *dset, hid_t *type)
+{
+    hid_t space = H5I_INVALID_HID;
+    int err = 0;
+
+    *type = H5I_INVALID_HID;
+    if (!has_name(r, name))
+        return tsnap__err(TSNAP_ENOTFOUND, r->path, name, "no such dataset");
+    if ((*dset = H5Dopen2(r->file, name, H5P_DEFAULT)) < 0 ||
+        (*type = H5Dget_type(*dset)) < 0 || (space = H5Dget_space(*dset)) < 0) {
+        err = tsnap__h5err(TSNAP_EFORMAT, r->path, name, "cannot open the dataset");
+        goto done;
+    }
+    if (H5Tget_class(*type) != H5T_STRING)
+        err = tsnap__err(TSNAP_ETYPE, r->path, name, "not a string");
+    else if (H5Sget_simple_extent_type(space) == H5S_NULL ||
+             H5Sget_simple_extent_npoints(space) != 1)
+        err = tsnap__err(TSNAP_ETYPE, r->path, name,
+                         "an array of strings (tsnap reads single strings only)");
+done:
+    tsnap__h5close(space);
+    if (err < 0) {
+        tsnap__h5close(*type);
+        tsnap__h5close(*dset);
+        *type = *dset = H5I_INVALID_HID;
+    }
+    H5Eclear2(H5E_DEFAULT);
+    return err;
+}
+
+static tsnap_string_kind cset_kind(hid_t type)
+{
+    return H5Tget_cset(type) == H5T_CSET_UTF8 ? TSNAP_STRING_UTF8 : TSNAP_STRING_BYTES;
+}
+
+/* The kind of a dataset describe refused: a single string, or none.
+ * Leaves the thread's message (describe's) as it was. */
+static int string_kind(tsnap_reader *r, const char *name)
+{
+    char msg[1024];
+    hid_t dset, type;
+    int kind = TSNAP_STRING_NONE;
+
+    snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
+    if (string_open(r, name, &dset, &type) == 0) {
+        kind = (int)cset_kind(type);
+        tsnap__h5close(type);
+        tsnap__h5close(dset);
+    }
+    tsnap__err(TSNAP_ETYPE, NULL, NULL, "%s%s", msg,
+               kind ? " (a string: read it with tsnap_reader_read_string)" : "");
+    return kind;
+}
+
+int tsnap_reader_read_string(tsnap_reader *r, const char *name, char *buf, size_t cap,
+                             size_t *len, tsnap_string_kind *kind)
+{
+    hid_t dset = H5I_INVALID_HID, type = H5I_INVALID_HID, mem = H5I_INVALID_HID;
+    char *text = NULL, *fixed = NULL;
+    const char *bytes = "";
+    size_t n = 0;
+    int err;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(r != NULL);
+    TSNAP_CHECK_ARG(name != NULL);
+    TSNAP_CHECK_ARG(len != NULL);
+    TSNAP_CHECK_ARG(buf != NULL || cap == 0);
+    if ((err = string_open(r, name, &dset, &type)) < 0)
+        return err;
+    if ((mem = H5Tcopy(type)) < 0) {
+        err = tsnap__h5err(TSNAP_ENOMEM, r->path, name, "cannot copy the string type");
+        goto done;
+    }
+    if (H5Tis_variable_str(type) > 0) {
+        if (H5Dread(dset, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, &text) < 0) {
+            err = tsnap__h5err(TSNAP_EIO, r->path, name, "cannot read the string");
+            goto done;
+        }
+        bytes = text ? text : "";
+        n = strlen(bytes);
+    } else {
+        size_t size = H5Tget_size(type);
+        if (size == 0 || !(fixed = malloc(size))) {
+            err = tsnap__err(size ? TSNAP_ENOMEM : TSNAP_EFORMAT, r->path, name,
+                             size ? "out of memory" : "a string of size 0");
+            goto done;
+        }
+        if (H5Dread(dset, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, fixed) < 0) {
+            err = tsnap__h5err(TSNAP_EIO, r->path, name, "cannot read the string");
+            goto done;
+        }
+        bytes = fixed;
+        n = size;
+        if (H5Tget_strpad(type) == H5T_STR_NULLTERM) {
+            const char *end = memchr(fixed, '\0', size);
+            n = end ? (size_t)(end - fixed) : size;
+        }
+    }
+    *len = n;
+    if (kind)
+        *kind = cset_kind(type);
+    if (cap)
+        memcpy(buf, bytes, n < cap ? n : cap);
+done:
+    if (text)
+        H5free_memory(text);
+    free(fixed);
+    tsnap__h5close(mem);
+    tsnap__h5close(type);
+    tsnap__h5close(dset);
+    return err;
 }

@@ -72,6 +72,8 @@ struct tsnap_store {
     size_t staged_bytes; /* held by queued and running jobs */
     int bg_err;
     char bg_msg[1024];
+    int bg_errno;       /* its tsnap_errno() */
+    char bg_path[1024]; /* its tsnap_errpath() */
     /* staging buffers kept for the next save: touching fresh memory costs
      * a page fault per page, more than the copy itself */
     struct spare {
@@ -189,9 +191,9 @@ static int take_lock(tsnap_store *s)
     snprintf(path, len, "%s/" LOCK_NAME, s->dir);
     s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (s->lock_fd < 0)
-        err = tsnap__err(TSNAP_EIO, s->dir, NULL,
-                         "the store cannot be written: cannot create its lock file %s: %s",
-                         LOCK_NAME, strerror(errno));
+        err = tsnap__syserr(TSNAP_EIO, errno, s->dir, NULL,
+                            "the store cannot be written: cannot create its lock file %s",
+                            LOCK_NAME);
     else if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0)
         err = tsnap__err(errno == EWOULDBLOCK ? TSNAP_ESTATE : TSNAP_EIO, s->dir, NULL,
                          errno == EWOULDBLOCK
@@ -247,8 +249,8 @@ int tsnap_store_open_hooked(tsnap_store **out, const char *dir, const tsnap_stor
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (s->opts.writable && mkdir(dir, 0777) < 0 && errno != EEXIST) {
-        err = tsnap__err(errno == ENOENT ? TSNAP_ENOTFOUND : TSNAP_EIO, dir, NULL,
-                         "cannot make the store's directory: %s", strerror(errno));
+        err = tsnap__syserr(errno == ENOENT ? TSNAP_ENOTFOUND : TSNAP_EIO, errno, dir, NULL,
+                            "cannot make the store's directory");
         goto fail;
     }
     if (stat(dir, &st) < 0) {
@@ -555,8 +557,10 @@ static void *background(void *arg)
         pthread_mutex_unlock(&s->mu);
         tsnap__begin();
         int err = run_job(s, j);
-        char msg[sizeof s->bg_msg];
+        char msg[sizeof s->bg_msg], failed_path[sizeof s->bg_path];
+        int failed_errno = tsnap_errno();
         snprintf(msg, sizeof msg, "%s", err < 0 ? tsnap_errmsg() : "");
+        snprintf(failed_path, sizeof failed_path, "%s", tsnap_errpath());
         size_t bytes = j->bytes;
         job_free(s, j);
         pthread_mutex_lock(&s->mu);
@@ -565,6 +569,8 @@ static void *background(void *arg)
         if (err < 0 && !s->bg_err) {
             s->bg_err = err;
             snprintf(s->bg_msg, sizeof s->bg_msg, "%s", msg);
+            s->bg_errno = failed_errno;
+            snprintf(s->bg_path, sizeof s->bg_path, "%s", failed_path);
         }
         pthread_cond_broadcast(&s->cv);
     }
@@ -577,8 +583,11 @@ static void *background(void *arg)
 static int take_bg_error_locked(tsnap_store *s)
 {
     int err = s->bg_err;
-    if (err)
+    if (err) {
         tsnap__err(err, NULL, NULL, "a background save failed: %s", s->bg_msg);
+        if (s->bg_errno)
+            tsnap__set_errno(s->bg_errno, s->bg_path);
+    }
     s->bg_err = 0;
     return err;
 }

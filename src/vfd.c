@@ -11,14 +11,25 @@
  * file closes cleanly and the process lives on.
  *
  * The inner file is an ordinary sec2 file opened through HDF5's public
- * H5FD* calls, so the bytes on disk are exactly sec2's.
+ * H5FD* calls, so the bytes on disk are exactly sec2's.  When one of them
+ * fails, the errno it left is kept (tsnap__driver_errno), so that the
+ * failure can be told in the system's words (errors.c).
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 
 #include "internal.h"
 
 #define DOOM_PROPERTY "tsnap.discard"
+
+/* A driver call's result `rc`, keeping the errno a failure left. */
+static herr_t kept(herr_t rc)
+{
+    if (rc < 0)
+        tsnap__driver_errno(errno);
+    return rc;
+}
 
 typedef struct keep {
     H5FD_t pub; /* first: HDF5 fills it */
@@ -32,8 +43,12 @@ static H5FD_t *k_open(const char *name, unsigned flags, hid_t fapl, haddr_t maxa
     H5FD_t *inner = NULL;
     keep *k;
     (void)fapl;
-    if (inner_fapl >= 0 && H5Pset_fapl_sec2(inner_fapl) >= 0)
+    if (inner_fapl >= 0 && H5Pset_fapl_sec2(inner_fapl) >= 0) {
+        errno = 0;
         inner = H5FDopen(name, flags, inner_fapl, maxaddr);
+        if (!inner)
+            tsnap__driver_errno(errno);
+    }
     if (inner_fapl >= 0)
         H5Pclose(inner_fapl);
     if (!inner)
@@ -49,8 +64,8 @@ static H5FD_t *k_open(const char *name, unsigned flags, hid_t fapl, haddr_t maxa
 static herr_t k_close(H5FD_t *f)
 {
     keep *k = (keep *)f;
-    herr_t rc = H5FDclose(k->inner);
     bool doomed = k->doomed;
+    herr_t rc = kept(H5FDclose(k->inner));
     free(k);
     return doomed ? 0 : rc;
 }
@@ -96,26 +111,26 @@ static herr_t k_get_handle(H5FD_t *f, hid_t fapl, void **handle)
 static herr_t k_read(H5FD_t *f, H5FD_mem_t type, hid_t dxpl, haddr_t addr, size_t size,
                      void *buf)
 {
-    return H5FDread(((keep *)f)->inner, type, dxpl, addr, size, buf);
+    return kept(H5FDread(((keep *)f)->inner, type, dxpl, addr, size, buf));
 }
 
 static herr_t k_write(H5FD_t *f, H5FD_mem_t type, hid_t dxpl, haddr_t addr, size_t size,
                       const void *buf)
 {
     keep *k = (keep *)f;
-    return k->doomed ? 0 : H5FDwrite(k->inner, type, dxpl, addr, size, buf);
+    return k->doomed ? 0 : kept(H5FDwrite(k->inner, type, dxpl, addr, size, buf));
 }
 
 static herr_t k_flush(H5FD_t *f, hid_t dxpl, hbool_t closing)
 {
     keep *k = (keep *)f;
-    return k->doomed ? 0 : H5FDflush(k->inner, dxpl, closing);
+    return k->doomed ? 0 : kept(H5FDflush(k->inner, dxpl, closing));
 }
 
 static herr_t k_truncate(H5FD_t *f, hid_t dxpl, hbool_t closing)
 {
     keep *k = (keep *)f;
-    return k->doomed ? 0 : H5FDtruncate(k->inner, dxpl, closing);
+    return k->doomed ? 0 : kept(H5FDtruncate(k->inner, dxpl, closing));
 }
 
 static herr_t k_lock(H5FD_t *f, hbool_t rw) { return H5FDlock(((keep *)f)->inner, rw); }

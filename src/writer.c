@@ -1023,8 +1023,8 @@ int tsnap_writer_commit(tsnap_writer *w)
     /* An existing file's teardown goes to a thread of its own (fileio.c). */
     if (w->opts.overwrite ? tsnap__replace(w->tmp, w->path) < 0
                           : rename_noreplace(w->tmp, w->path) < 0) {
-        err = tsnap__err(errno == EEXIST ? TSNAP_EEXISTS : TSNAP_EIO, w->path, NULL,
-                         "cannot rename the temporary file into place: %s", strerror(errno));
+        err = tsnap__syserr(errno == EEXIST ? TSNAP_EEXISTS : TSNAP_EIO, errno, w->path, NULL,
+                            "cannot rename the temporary file into place");
         goto fail;
     }
     w->state = W_DONE;
@@ -1082,4 +1082,111 @@ void tsnap_writer_free(tsnap_writer *w)
     free(w->path);
     free(w->producer);
     free(w);
+}
+
+/* ---- strings, groups and the program's types ---------------------- */
+
+/* Writes `value` (NUL-terminated, or `len` bytes for a fixed-length
+ * string: fixed) as 0-d dataset `name` of string type `type`. */
+static int write_string(tsnap_writer *w, const char *name, hid_t type, const void *value)
+{
+    hid_t file, lcpl, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    int err;
+
+    if ((err = tsnap__writer_target(w, name, &file, &lcpl)) < 0)
+        return err;
+    if ((space = H5Screate(H5S_SCALAR)) < 0 ||
+        (dset = H5Dcreate2(file, name, type, space, lcpl, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+        H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, value) < 0) {
+        err = tsnap__h5err(TSNAP_EIO, w->path, name, "writing the string failed");
+        w->state = W_FAILED;
+    }
+    tsnap__h5close(dset);
+    tsnap__h5close(space);
+    return err;
+}
+
+int tsnap_writer_put_string(tsnap_writer *w, const char *name, const char *data, size_t len,
+                            tsnap_string_kind kind)
+{
+    hid_t type = H5I_INVALID_HID;
+    char *text = NULL;
+    int err = 0;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(w != NULL);
+    TSNAP_CHECK_ARG(data != NULL || len == 0);
+    TSNAP_CHECK_ARG(kind == TSNAP_STRING_UTF8 || kind == TSNAP_STRING_BYTES);
+    if ((err = check_open(w, name)) < 0 || (err = tsnap__check_name(w->path, name)) < 0)
+        return err;
+    bool fixed = kind == TSNAP_STRING_BYTES && len > 0;
+    if (!fixed) { /* variable-length: NUL-terminated */
+        if (!(text = malloc(len + 1)))
+            return tsnap__err(TSNAP_ENOMEM, w->path, name, "out of memory");
+        if (len)
+            memcpy(text, data, len);
+        text[len] = '\0';
+    }
+    if (kind == TSNAP_STRING_UTF8 && memchr(text, '\0', len)) {
+        err = tsnap__err(TSNAP_EINVAL, w->path, name,
+                         "the string holds a NUL character, which an HDF5 string cannot");
+        goto done;
+    }
+    if (kind == TSNAP_STRING_UTF8 && !valid_utf8((const unsigned char *)text)) {
+        err = tsnap__err(TSNAP_EINVAL, w->path, name, "the string is not valid UTF-8");
+        goto done;
+    }
+    if ((type = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(type, fixed ? len : H5T_VARIABLE) < 0 ||
+        H5Tset_strpad(type, fixed ? H5T_STR_NULLPAD : H5T_STR_NULLTERM) < 0 ||
+        H5Tset_cset(type, kind == TSNAP_STRING_UTF8 ? H5T_CSET_UTF8 : H5T_CSET_ASCII) < 0) {
+        err = tsnap__h5err(TSNAP_ENOMEM, w->path, name, "cannot make the string type");
+        goto done;
+    }
+    err = write_string(w, name, type, fixed ? (const void *)data : (const void *)&text);
+done:
+    tsnap__h5close(type);
+    free(text);
+    return err;
+}
+
+int tsnap_writer_put_group(tsnap_writer *w, const char *name)
+{
+    hid_t file, lcpl, group;
+    int err;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(w != NULL);
+    if ((err = tsnap__writer_target(w, name, &file, &lcpl)) < 0)
+        return err;
+    if ((group = H5Gcreate2(file, name, lcpl, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+        w->state = W_FAILED;
+        return tsnap__h5err(TSNAP_EIO, w->path, name, "creating the group failed");
+    }
+    H5Gclose(group);
+    return 0;
+}
+
+int tsnap_writer_set_pytype(tsnap_writer *w, const char *name, const char *type)
+{
+    hid_t obj;
+    int err;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(w != NULL);
+    TSNAP_CHECK_ARG(type != NULL);
+    if ((err = check_open(w, name)) < 0 || (err = tsnap__check_name(w->path, name)) < 0)
+        return err;
+    size_t n = strspn(type, "abcdefghijklmnopqrstuvwxyz0123456789_");
+    if (n == 0 || n > 31 || type[n] != '\0')
+        return tsnap__err(TSNAP_EINVAL, w->path, name,
+                          "a type is 1 to 31 characters of [a-z0-9_], not '%.40s'", type);
+    htri_t exists = H5Lexists(w->file, name, H5P_DEFAULT);
+    H5Eclear2(H5E_DEFAULT);
+    if (exists <= 0)
+        return tsnap__err(TSNAP_ENOTFOUND, w->path, name, "no such tensor or group (put it first)");
+    if ((obj = H5Oopen(w->file, name, H5P_DEFAULT)) < 0)
+        return tsnap__h5err(TSNAP_EIO, w->path, name, "cannot open it");
+    err = tsnap__attr_write_string(obj, "tsnap_pytype", type, w->path, name);
+    H5Oclose(obj);
+    return err;
 }

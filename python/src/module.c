@@ -104,6 +104,36 @@ PyObject *tsnap_ext_int64_tuple(const int64_t *v, int n)
     return t;
 }
 
+/* Raises cls(text) with the OSError fields errno, strerror and filename
+ * set, as the system's failure gives them. */
+static void set_os_error(PyObject *cls, PyObject *text, int errnum, const char *path)
+{
+    PyObject *exc = PyObject_CallOneArg(cls, text), *v;
+    int failed = !exc;
+
+    if (!failed && (v = PyLong_FromLong(errnum))) {
+        failed |= PyObject_SetAttrString(exc, "errno", v) < 0;
+        Py_DECREF(v);
+    } else {
+        failed = 1;
+    }
+    if (!failed && (v = PyUnicode_DecodeLocale(strerror(errnum), "surrogateescape"))) {
+        failed |= PyObject_SetAttrString(exc, "strerror", v) < 0;
+        Py_DECREF(v);
+    } else {
+        failed = 1;
+    }
+    if (!failed && *path && (v = PyUnicode_DecodeFSDefault(path))) {
+        failed |= PyObject_SetAttrString(exc, "filename", v) < 0;
+        Py_DECREF(v);
+    } else if (!failed && *path) {
+        failed = 1;
+    }
+    if (!failed)
+        PyErr_SetObject(cls, exc);
+    Py_XDECREF(exc);
+}
+
 PyObject *tsnap_ext_raise(int code, tsnap_ext_subject subject)
 {
     const char *msg = tsnap_errmsg();
@@ -114,7 +144,13 @@ PyObject *tsnap_ext_raise(int code, tsnap_ext_subject subject)
     /* The message may quote bytes from a damaged file: never fail on them. */
     text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "backslashreplace");
     if (text) {
-        PyErr_SetObject(error_class(code, subject), text);
+        PyObject *cls = error_class(code, subject);
+        int errnum = tsnap_errno();
+        if (errnum && PyType_Check(cls) &&
+            PyType_IsSubtype((PyTypeObject *)cls, (PyTypeObject *)PyExc_OSError))
+            set_os_error(cls, text, errnum, tsnap_errpath());
+        else
+            PyErr_SetObject(cls, text);
         Py_DECREF(text);
     }
     return NULL;

@@ -410,9 +410,74 @@ static PyObject *read_whole(ReaderObject *self, const char *name, const tsnap_te
     return arr;
 }
 
+/* (bytes, -kind) of the single string `name`, or NULL with an exception. */
+static PyObject *string_entry(ReaderObject *self, const char *name)
+{
+    tsnap_string_kind kind = TSNAP_STRING_NONE;
+    PyObject *bytes = NULL;
+    size_t len = 0, got = 0;
+    int err;
+
+    TSNAP_EXT_CALL(err = tsnap_reader_read_string(self->r, name, NULL, 0, &len, &kind));
+    if (err < 0)
+        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+    if (len > (size_t)PY_SSIZE_T_MAX)
+        return PyErr_NoMemory();
+    if (!(bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len)))
+        return NULL;
+    TSNAP_EXT_CALL(err = tsnap_reader_read_string(self->r, name, PyBytes_AS_STRING(bytes), len,
+                                                  &got, &kind));
+    if (err < 0 || got != len) {
+        Py_DECREF(bytes);
+        if (err < 0)
+            return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+        return tsnap_ext_raise_msg(TSNAP_EFORMAT, TSNAP_EXT_TENSOR,
+                                   "tsnap: string '%s' changed length while read", name);
+    }
+    PyObject *pair = Py_BuildValue("(Ni)", bytes, -(int)kind);
+    return pair;
+}
+
+/* read_string(name) -> (bytes, kind) */
+static PyObject *reader_read_string(ReaderObject *self, PyObject *args)
+{
+    const char *name;
+    PyObject *pair, *out;
+
+    if (!PyArg_ParseTuple(args, "y", &name) || reader_check(self) < 0)
+        return NULL;
+    if (!(pair = string_entry(self, name)))
+        return NULL;
+    out = Py_BuildValue("(Oi)", PyTuple_GET_ITEM(pair, 0),
+                        -(int)PyLong_AsLong(PyTuple_GET_ITEM(pair, 1)));
+    Py_DECREF(pair);
+    return out;
+}
+
+/* groups() -> tuple of the groups' full names, sorted */
+static PyObject *reader_groups(ReaderObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (reader_check(self) < 0)
+        return NULL;
+    size_t n = tsnap_reader_group_count(self->r);
+    PyObject *groups = PyTuple_New((Py_ssize_t)n);
+    for (size_t i = 0; groups && i < n; i++) {
+        const char *name = tsnap_reader_group_name(self->r, i);
+        PyObject *s = PyUnicode_DecodeUTF8(name, (Py_ssize_t)strlen(name), "surrogateescape");
+        if (!s) {
+            Py_CLEAR(groups);
+            break;
+        }
+        PyTuple_SET_ITEM(groups, (Py_ssize_t)i, s);
+    }
+    return groups;
+}
+
 /*
  * read_many(names, mode, noview, verify=False) -> [(array or None, dtype
- * code), ...]: every tensor of `names` (bytes) whole, in one call.  mode 0
+ * code), ...]: every tensor of `names` (bytes) whole, in one call; a
+ * single string dataset gives (bytes, -tsnap_string_kind).  mode 0
  * copies, 1 maps (a tensor that does not lie flat raises
  * NotMappableError), 2 maps what lies flat and copies the rest.  Tensors
  * whose dtype code is in `noview` are never mapped: under mode 1 their
@@ -443,6 +508,12 @@ static PyObject *reader_read_many(ReaderObject *self, PyObject *args)
         if (!name)
             goto fail;
         TSNAP_EXT_CALL(err = tsnap_reader_describe(self->r, name, &info));
+        if (err == TSNAP_ETYPE && info.string) { /* (bytes, -kind) */
+            if (!(pair = string_entry(self, name)))
+                goto fail;
+            PyList_SET_ITEM(out, i, pair);
+            continue;
+        }
         if (err < 0) {
             tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
             goto fail;
@@ -585,6 +656,9 @@ static PyMethodDef reader_methods[] = {
      "read_many(names, mode, noview, verify=False) -> [(ndarray or None, dtype code), ...]"},
     {"verify", (PyCFunction)reader_verify, METH_VARARGS, "verify(name=None)"},
     {"attrs", (PyCFunction)reader_attrs, METH_VARARGS, "attrs(name=None) -> dict"},
+    {"read_string", (PyCFunction)reader_read_string, METH_VARARGS,
+     "read_string(name) -> (bytes, kind): a single string dataset"},
+    {"groups", (PyCFunction)reader_groups, METH_NOARGS, "groups() -> tuple of group names"},
     {NULL, NULL, 0, NULL},
 };
 

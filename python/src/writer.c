@@ -146,6 +146,51 @@ static PyObject *writer_set_attr(WriterObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* put_string(name, data, kind): data bytes (UTF-8 text for kind
+ * TSNAP_STRING_UTF8). */
+static PyObject *writer_put_string(WriterObject *self, PyObject *args)
+{
+    const char *name, *data;
+    Py_ssize_t len;
+    int kind, err;
+
+    if (!PyArg_ParseTuple(args, "yy#i", &name, &data, &len, &kind) || writer_check(self) < 0)
+        return NULL;
+    TSNAP_EXT_CALL(err = tsnap_writer_put_string(self->w, name, data, (size_t)len,
+                                                 (tsnap_string_kind)kind));
+    if (err < 0)
+        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+    Py_RETURN_NONE;
+}
+
+/* put_group(name) */
+static PyObject *writer_put_group(WriterObject *self, PyObject *args)
+{
+    const char *name;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "y", &name) || writer_check(self) < 0)
+        return NULL;
+    TSNAP_EXT_CALL(err = tsnap_writer_put_group(self->w, name));
+    if (err < 0)
+        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+    Py_RETURN_NONE;
+}
+
+/* set_pytype(name, type) */
+static PyObject *writer_set_pytype(WriterObject *self, PyObject *args)
+{
+    const char *name, *type;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "ys", &name, &type) || writer_check(self) < 0)
+        return NULL;
+    TSNAP_EXT_CALL(err = tsnap_writer_set_pytype(self->w, name, type));
+    if (err < 0)
+        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+    Py_RETURN_NONE;
+}
+
 static PyObject *writer_commit(WriterObject *self, PyObject *unused)
 {
     int err;
@@ -176,6 +221,11 @@ static PyMethodDef writer_methods[] = {
     {"put_dlpack", (PyCFunction)writer_put_dlpack, METH_VARARGS,
      "put_dlpack(name, obj, stream=None)"},
     {"set_attr", (PyCFunction)writer_set_attr, METH_VARARGS, "set_attr(tensor, key, value[, dtype])"},
+    {"put_string", (PyCFunction)writer_put_string, METH_VARARGS,
+     "put_string(name, data, kind): a 0-d string dataset"},
+    {"put_group", (PyCFunction)writer_put_group, METH_VARARGS, "put_group(name): an empty group"},
+    {"set_pytype", (PyCFunction)writer_set_pytype, METH_VARARGS,
+     "set_pytype(name, type): the tsnap_pytype attribute"},
     {"commit", (PyCFunction)writer_commit, METH_NOARGS, "commit()"},
     {"abort", (PyCFunction)writer_abort, METH_NOARGS, "abort(): discard the snapshot"},
     {NULL, NULL, 0, NULL},

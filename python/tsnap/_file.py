@@ -6,7 +6,7 @@ import numbers
 import operator
 import os
 
-from . import _core, _dtypes as dtypes, errors
+from . import _core, _dtypes as dtypes, _nested, errors
 
 _CODEC_NAMES = {code: (None if name == "none" else name) for name, code in _core.CODECS.items()}
 _MMAP_CHOICES = (False, True, "auto")
@@ -403,11 +403,47 @@ class File(collections.abc.Mapping):
         out = []
         arrays = self._r().read_many(keys, mode, dtypes.no_view(), verify)
         for name, (raw, code) in zip(names, arrays):
+            if code < 0:  # a single string: (bytes, -kind)
+                out.append(self._string(name, raw, -code))
+                continue
             if raw is None:  # mapped bytes NumPy cannot view as this dtype
                 raise errors.NotMappableError(f"{self.path}: tensor '{name}':"
                                               f" cannot map: {dtypes.why_not_view(code)}")
             out.append(dtypes.to_user(raw, code))
         return out
+
+    def _string(self, name, data, kind):
+        """The str or bytes a string dataset loads as."""
+        pytype = self._pytype(name) if kind == _nested.STRING_BYTES else None
+        return _nested.from_string(data, kind, pytype)
+
+    def _is_string(self, name):
+        """Whether dataset `name` is a single string (no tensor, no checksum)."""
+        try:
+            self._r().read_string(encode_name(self.path, name))
+        except errors.TypeError:
+            return False
+        return True
+
+    def _pytype(self, name):
+        """The tsnap_pytype of a dataset or group, or None."""
+        value = self._r().attrs(encode_name(self.path, name)).get("tsnap_pytype")
+        return value if isinstance(value, str) else None
+
+    def _load_to(self, names, number, verify):
+        """Tensors `names` on CUDA device `number`; strings on the host."""
+        out = {}
+        for n in names:
+            try:
+                out[n] = self[n].to(number, verify=verify)
+            except errors.TypeError:
+                data, kind = self._r().read_string(encode_name(self.path, n))
+                out[n] = self._string(n, data, kind)
+        return out
+
+    def _nested(self, values):
+        """`values` (every dataset's, by full name) as the file's tree."""
+        return _nested.build(self.path, values, self._r().groups(), self._pytype)
 
     def _map_part(self, part, name, mmap):
         """The whole block `part` of tensor `name`, mapped from its part
@@ -478,8 +514,14 @@ def _map_one(path, name):
     return dtypes.to_user(raw, code)
 
 
-def load(path, name=None, *, mmap=False, verify=False, device=None):
+def load(path, name=None, *, mmap=False, verify=False, device=None, nested=False):
     """Loads tensor `name`, or every tensor as a dict keyed by full name.
+
+    nested=True gives the file's tree instead: a dict per group, lists
+    and tuples back as lists, Python ints, floats, bools and complex
+    numbers back as such (what tsnap.save of a nested structure wrote; see
+    docs/PYTHON.md), any other 0-d tensor as a 0-d array.  A single string
+    dataset loads as str (text) or bytes, nested or not.
 
     device="cuda" (or "cuda:N") reads into that GPU's memory instead, as
     tsnap.DeviceArray objects (see Tensor.to); mmap must then be False.
@@ -505,11 +547,13 @@ def load(path, name=None, *, mmap=False, verify=False, device=None):
             if name not in f._index:
                 raise errors.KeyError(f"{f.path}: no tensor '{name}'")
             if number is not None:
-                return f[name].to(number, verify=verify)
+                return f._load_to([name], number, verify)[name]
             return f._load_whole([name], mmap, verify)[0]
         if number is not None:
-            return {n: f[n].to(number, verify=verify) for n in f._names}
-        return dict(zip(f._names, f._load_whole(f._names, mmap, verify)))
+            values = f._load_to(f._names, number, verify)
+        else:
+            values = dict(zip(f._names, f._load_whole(f._names, mmap, verify)))
+        return f._nested(values) if nested else values
 
 
 def verify(path):
@@ -518,4 +562,4 @@ def verify(path):
     (those with a recorded checksum)."""
     with File(path) as f:
         f.verify()
-        return sum(1 for n in f._names if f[n].checksum)
+        return sum(1 for n in f._names if not f._is_string(n) and f[n].checksum)

@@ -1,11 +1,10 @@
 """tsnap.save: one snapshot file from a mapping of tensors."""
-import collections.abc
 import numbers
 import os
 
 import numpy as np
 
-from . import _core, _dtypes as dtypes, _shard, errors
+from . import _core, _dtypes as dtypes, _nested, _shard, errors
 from ._file import encode_name
 from ._shard import Shard
 
@@ -116,25 +115,44 @@ def write_options(path, compression, checksum, chunk_bytes, durable, threads):
 
 
 def snapshot_items(path, tensors, attrs):
-    """The tensors as (name, kind, value, code) and the attributes as
-    (key, value, code), every one checked before anything is written."""
-    if not isinstance(tensors, collections.abc.Mapping):
-        raise errors.TypeError(f"{path}: tensors must be a mapping of names to arrays,"
-                               f" not {type(tensors).__name__}")
-    items = [(name, *_tensor(path, name, value)) for name, value in tensors.items()]
+    """The tensors (a nested structure, see _nested) as entries
+    (name, kind, value, code, pytype) and the attributes as (key, value,
+    code), every one checked before anything is written."""
+    items = _nested.flatten(path, tensors, _tensor)
     root = [(key, *_attr(path, key, value)) for key, value in (attrs or {}).items()]
     return items, root
+
+
+def put_items(writer, path, items):
+    """Writes snapshot_items' entries through a _core.Writer."""
+    def put_tensor(key, e):
+        if e.kind == "array":
+            writer.put(key, e.value, e.code)
+        else:
+            writer.put_dlpack(key, e.value, _dlpack_stream(e.value))
+    _nested.put(writer, path, items, encode_name, put_tensor)
+
+
+def _flat_tensors(path, tensors):
+    """A nested structure of tensors as the flat mapping a distributed save
+    takes (numbers as 0-d tensors, lists of numbers as tensors: their
+    Python types are not recorded); strings and groups are refused."""
+    entries = _nested.flatten(path, tensors, lambda p, n, v: ("tensor", v, None))
+    for e in entries:
+        if e.kind in ("string", "group"):
+            what = "a str or bytes" if e.kind == "string" else \
+                "an empty mapping, None, or a list or tuple of more than numbers"
+            raise errors.TypeError(f"{path}: '{e.name}' is {what}: a distributed save (comm=)"
+                                   " takes tensors only (in mappings, nested or not)")
+    return {e.name: e.value for e in entries}
 
 
 def distributed_items(path, tensors, attrs):
     """The tensors and attributes of a distributed save as tsnap._mpi
     takes them: (name, kind, value, code, stream, shape, offset), shape and
     offset None for a replicated tensor; (key, value, code)."""
-    if not isinstance(tensors, collections.abc.Mapping):
-        raise errors.TypeError(f"{path}: tensors must be a mapping of names to arrays,"
-                               f" not {type(tensors).__name__}")
     items = []
-    for name, value in tensors.items():
+    for name, value in _flat_tensors(path, tensors).items():
         block = value if isinstance(value, Shard) else None
         kind, value, code = _tensor(path, name, block.array if block else value)
         stream = _dlpack_stream(value) if kind == "dlpack" else None
@@ -190,7 +208,12 @@ def save(path, tensors, *, attrs=None, compression=None, checksum=True, chunk_by
 
     Values may be NumPy arrays (any strides and byte order), anything
     ``np.asarray`` takes, or objects with ``__dlpack__``.  A name with '/'
-    nests groups.  `attrs` become root attributes (numbers, strings, small
+    nests groups.  A checkpoint as a program holds it saves too: values may
+    be mappings, lists and tuples (groups; list items are named "0", "1",
+    ...), Python ints, floats, bools and complex numbers (0-d tensors that
+    load(nested=True) gives back as those types), str and bytes (string
+    datasets, as h5py writes them) and None; inside them a key is one name
+    (str, not empty, without '/').  `attrs` become root attributes (numbers, strings, small
     arrays; "step" an integer, "time" a real).  `compression` is None,
     "deflate" (h5py reads it as is), "zstd" or "lz4" (h5py reads them with
     hdf5plugin), or (name, level): deflate 1..9, zstd -7..22; the default
@@ -222,11 +245,7 @@ def save(path, tensors, *, attrs=None, compression=None, checksum=True, chunk_by
     items, root = snapshot_items(path, tensors, attrs)
     writer = _core.Writer(path, **options)
     try:
-        for name, kind, value, code in items:
-            if kind == "array":
-                writer.put(encode_name(path, name), value, code)
-            else:
-                writer.put_dlpack(encode_name(path, name), value, _dlpack_stream(value))
+        put_items(writer, path, items)
         for key, value, code in root:
             writer.set_attr(None, key, value, code)
         writer.commit()

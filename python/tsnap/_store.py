@@ -2,9 +2,12 @@
 import numbers
 import os
 
-from . import _core, _shard, errors
+import numpy as np
+
+from . import _core, _dtypes as dtypes, _nested, _shard, errors
 from ._file import encode_name, load
-from ._save import _dlpack_stream, distributed_items, option_tuple, snapshot_items, write_options
+from ._save import (_dlpack_stream, distributed_items, option_tuple, put_items, snapshot_items,
+                    write_options)
 
 
 def _step(directory, step):
@@ -55,6 +58,8 @@ class Store:
             keep_last, staging_bytes, compression, checksum, chunk_bytes, durable, threads)
         self._store = _core.Store(self.directory, writable=not readonly, keep_last=keep_last,
                                   staging_bytes=staging_bytes, **options)
+        self._write_options = options
+        self._keep_last = keep_last
 
     def _options(self, keep_last, staging_bytes, compression, checksum, chunk_bytes, durable,
                  threads):
@@ -92,11 +97,40 @@ class Store:
             return
         step, path = self._step_path(step, attrs)
         items, root = snapshot_items(path, tensors, attrs)
-        tensors_arg = [(encode_name(path, name), kind, value, code if code is not None else 0,
-                        _dlpack_stream(value) if kind == "dlpack" else None)
-                       for name, kind, value, code in items]
+        if _nested.needs_writer(items):
+            self._save_written(step, path, items, root)
+            return
+        tensors_arg = [(encode_name(path, e.name), e.kind, e.value,
+                        e.code if e.code is not None else 0,
+                        _dlpack_stream(e.value) if e.kind == "dlpack" else None)
+                       for e in items]
         attrs_arg = [(encode_name(path, key), value, code) for key, value, code in root]
         self._s().save(step, tensors_arg, attrs_arg, bool(wait))
+
+    def _save_written(self, step, path, items, root):
+        """A step holding strings, Python scalars, lists, tuples, None or
+        empty mappings, which the C store does not stage: written here,
+        after the background saves, before save() returns."""
+        store = self._s()
+        store.wait()
+        if step in store.steps():
+            raise errors.FileExistsError(f"{path}: step {step} is already saved")
+        writer = _core.Writer(path, overwrite=False, **self._write_options)
+        try:
+            put_items(writer, path, items)
+            writer.set_attr(None, "step", np.asarray(step, dtype=np.int64),
+                            dtypes.CODES["int64"])
+            for key, value, code in root:
+                writer.set_attr(None, key, value, code)
+            writer.commit()
+        finally:
+            writer.abort()  # no-op after commit
+        if self._keep_last:
+            for old in store.steps()[:-self._keep_last]:
+                try:
+                    os.remove(os.fsdecode(store.path(old)))
+                except FileNotFoundError:
+                    pass
 
     def _step_path(self, step, attrs):
         """(step, its file) for a save, checked."""
@@ -131,7 +165,8 @@ class Store:
         """The file of `step`."""
         return os.fsdecode(self._s().path(_step(self.directory, step)))
 
-    def load(self, step=None, name=None, *, mmap=False, verify=False, device=None):
+    def load(self, step=None, name=None, *, mmap=False, verify=False, device=None,
+             nested=False):
         """tsnap.load of step `step` (default: the latest)."""
         if step is None:
             step = self.latest()
@@ -140,7 +175,7 @@ class Store:
         path = self.path(step)
         if step not in self.steps():
             raise errors.KeyError(f"{self.directory}: no step {step}")
-        return load(path, name, mmap=mmap, verify=verify, device=device)
+        return load(path, name, mmap=mmap, verify=verify, device=device, nested=nested)
 
     # -- life
     def close(self):

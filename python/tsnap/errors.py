@@ -17,6 +17,11 @@ __all__ = [
 class Error(Exception):
     """The base of every tsnap error."""
 
+    def __str__(self):
+        # The message alone, also where an OSError carries errno, strerror
+        # and filename (which would otherwise replace it).
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
 
 class FormatError(Error):
     """The file is not a readable HDF5 file: damaged, truncated, foreign or
@@ -57,7 +62,12 @@ class FileExistsError(Error, builtins.FileExistsError):
 
 
 class OSError(Error, builtins.OSError):
-    """The operating system or HDF5 failed to read or write."""
+    """The operating system or HDF5 failed to read or write.  When the
+    system failed (a full disk, a quota, permissions, a read-only file
+    system, an I/O error, a file-size limit), `errno`, `strerror` and
+    `filename` (the file being saved, never its temporary name) are set,
+    as the built-in OSError has them, and the message ends in the system's
+    words; otherwise they are None."""
 
 
 class KeyError(Error, builtins.KeyError):

@@ -97,15 +97,17 @@ def test_ls_of_an_h5py_file_lists_what_it_cannot_read_and_says_why(tmp_path, rng
         f.create_dataset("tiles", data=rng.integers(0, 99, (30, 40)), chunks=(7, 11),
                          compression="gzip")
         f["label"] = "not a tensor"
+        f["pairs"] = np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")])
     got = {t["name"]: t for t in ls_json(path)["tensors"]}
-    assert list(got) == ["grid", "label", "tiles"]
+    assert list(got) == ["grid", "label", "pairs", "tiles"]
     assert got["grid"]["mappable"] and got["grid"]["chunks"] is None
     assert got["grid"]["offset"] == h5py_view(path, "grid")["offset"]
     assert got["tiles"]["chunks"] == [7, 11] and got["tiles"]["codec"] == "deflate"
     assert got["tiles"]["checksum"] is None
-    assert "string" in got["label"]["error"] and "dtype" not in got["label"]
+    assert got["label"]["dtype"] == "str" and got["label"]["string"] is True
+    assert "compound" in got["pairs"]["error"] and "dtype" not in got["pairs"]
     text = tsnap("ls", path, expect=0).stdout
-    assert "label" in text and "unreadable" in text
+    assert "label" in text and "pairs" in text and "unreadable" in text
     assert tsnap("ls", path, expect=0).stderr == ""
 
 

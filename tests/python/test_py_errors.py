@@ -92,8 +92,8 @@ UNSUPPORTED = {
     "longdouble": lambda: np.ones(3, np.longdouble),
     "clongdouble": lambda: np.ones(3, np.clongdouble),
     "void": lambda: np.zeros(3, "V4"),
-    "python-str": lambda: "text",
-    "list-of-str": lambda: ["a", "b"],
+    "set": lambda: {1, 2},
+    "object": lambda: object(),
 }
 
 

@@ -197,4 +197,16 @@ void cli_progress_add(cli_progress *p, uint64_t n);
 void cli_progress_clear(cli_progress *p);
 void cli_progress_end(cli_progress *p);
 
+/* ---- strings ---- */
+
+/** "str" for text, "bytes" for a byte string. */
+const char *cli_string_kind(int kind);
+
+/**
+ * Reads the single string dataset `name` into a malloc'ed buffer *data
+ * of *len bytes (NUL added after them) when `data` is not NULL, or only
+ * reads it through.  Returns the library's code (its message set).
+ */
+int cli_read_string(tsnap_reader *r, const char *name, char **data, size_t *len);
+
 #endif /* TSNAP_CLI_H */

@@ -696,3 +696,32 @@ void cli_progress_end(cli_progress *p)
     cli_progress_clear(p);
     p->on = 0;
 }
+
+/* ---- strings ---- */
+
+const char *cli_string_kind(int kind) { return kind == TSNAP_STRING_UTF8 ? "str" : "bytes"; }
+
+int cli_read_string(tsnap_reader *r, const char *name, char **data, size_t *len)
+{
+    size_t n = 0, got = 0;
+    char *buf;
+    int err;
+
+    if (data)
+        *data = NULL;
+    if ((err = tsnap_reader_read_string(r, name, NULL, 0, &n, NULL)) < 0)
+        return err;
+    if (!(buf = malloc(n + 1)))
+        return TSNAP_ENOMEM; /* the message is empty: tsnap_strerror says it */
+    if ((err = tsnap_reader_read_string(r, name, buf, n, &got, NULL)) == 0 && got != n)
+        err = TSNAP_EFORMAT;
+    if (err < 0 || !data) {
+        free(buf);
+        return err;
+    }
+    buf[n] = '\0';
+    *data = buf;
+    if (len)
+        *len = n;
+    return 0;
+}

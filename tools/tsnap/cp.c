@@ -32,8 +32,10 @@ static const char help[] =
     "(`step` and `time` as tsnap defines them; tsnap's own, `created` and\n"
     "`producer` are written afresh) and each dataset's.  One that cannot be\n"
     "copied is named in a warning and skipped; so are the attributes of\n"
-    "groups, which the tsnap format does not hold.  A dataset tsnap cannot\n"
-    "represent (strings, compounds other than complex) fails the copy, unless\n"
+    "groups, which the tsnap format does not hold (but for tsnap_pytype, and\n"
+    "empty groups come along too).  A single string (str or bytes) is copied\n"
+    "as a string.  A dataset tsnap cannot represent (arrays of strings,\n"
+    "compounds other than complex) fails the copy, unless\n"
     "--skip-unsupported.  The recorded checksums of SRC are checked on the\n"
     "way (unless --no-verify): a damaged SRC is never copied into a good DST.\n"
     "\n"
@@ -203,6 +205,79 @@ static void copy_attrs(job *j, const char *tensor)
     }
 }
 
+static int lib_error(job *j);
+
+/* The tsnap_pytype of `name` (a tensor, string or group), if it has one. */
+static void copy_pytype(job *j, const char *name)
+{
+    tsnap_attr a;
+
+    if (tsnap_reader_attr_find(j->r, name, "tsnap_pytype", &a) == 0 &&
+        a.kind == TSNAP_ATTR_STRING && tsnap_writer_set_pytype(j->w, name, a.string) < 0) {
+        cli_progress_clear(&j->p);
+        cli_warn("%s; its tsnap_pytype is not copied", tsnap_errmsg());
+    }
+}
+
+/* Whether a sorted list of n names holds one under group `g` ("g/..."). */
+static int has_member(const char *(*name)(const tsnap_reader *, size_t), const tsnap_reader *r,
+                      size_t n, const char *g)
+{
+    size_t lo = 0, hi = n, len = strlen(g);
+    while (lo < hi) { /* the first name not below "g/" */
+        size_t mid = lo + (hi - lo) / 2;
+        const char *m = name(r, mid);
+        int c = strncmp(m, g, len);
+        if (c < 0 || (c == 0 && (unsigned char)m[len] < '/'))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && strncmp(name(r, lo), g, len) == 0 && name(r, lo)[len] == '/';
+}
+
+/* The groups that hold nothing, which no tensor's name would make. */
+static int copy_empty_groups(job *j)
+{
+    size_t ng = tsnap_reader_group_count(j->r), nt = tsnap_reader_count(j->r);
+    for (size_t i = 0; i < ng; i++) {
+        const char *g = tsnap_reader_group_name(j->r, i);
+        if (has_member(tsnap_reader_group_name, j->r, ng, g) ||
+            has_member(tsnap_reader_name, j->r, nt, g))
+            continue;
+        if (tsnap_writer_put_group(j->w, g) < 0)
+            return lib_error(j);
+    }
+    return 0;
+}
+
+/* A single string dataset.  0 copied, -1 failed (after the message). */
+static int copy_string(job *j, const char *name)
+{
+    tsnap_tensor_info info;
+    char *data = NULL;
+    size_t len = 0;
+    int err = 0;
+
+    tsnap_reader_describe(j->r, name, &info);
+    if (cli_read_string(j->r, name, &data, &len) < 0 ||
+        (err = tsnap_writer_put_string(j->w, name, data, len,
+                                       (tsnap_string_kind)info.string)) < 0) {
+        free(data);
+        return lib_error(j);
+    }
+    free(data);
+    copy_attrs(j, name);
+    copy_pytype(j, name);
+    if (!j->o->quiet) {
+        char size[16];
+        cli_progress_clear(&j->p);
+        printf("%s: %s, %s\n", name, cli_string_kind(info.string),
+               cli_bytes_str(len, size, sizeof size));
+    }
+    return 0;
+}
+
 /* Groups other than the root with attributes: the format has no place for
  * them.  HDF5 itself is asked, as the library lists datasets only. */
 typedef struct group_attrs {
@@ -213,8 +288,10 @@ typedef struct group_attrs {
 static herr_t visit_group(hid_t obj, const char *name, const H5O_info_t *info, void *data)
 {
     group_attrs *g = data;
-    (void)obj;
-    if (info->type == H5O_TYPE_GROUP && strcmp(name, ".") && info->num_attrs > 0 &&
+    /* tsnap_pytype, the one attribute a group may have, is copied */
+    hsize_t own = info->num_attrs == 1 && strcmp(name, ".") &&
+                  H5Aexists_by_name(obj, name, "tsnap_pytype", H5P_DEFAULT) > 0;
+    if (info->type == H5O_TYPE_GROUP && strcmp(name, ".") && info->num_attrs > own &&
         g->groups++ == 0)
         snprintf(g->first, sizeof g->first, "%s", name);
     return 0;
@@ -333,6 +410,7 @@ static int copy_tensor(job *j, const char *name)
     j->copied += info.nbytes;
     cli_progress_add(&j->p, info.nbytes - (j->p.done - before));
     copy_attrs(j, name);
+    copy_pytype(j, name);
     if (!j->o->quiet) {
         char dims[400], size[16];
         cli_progress_clear(&j->p);
@@ -357,7 +435,9 @@ static int64_t plan(job *j)
     for (size_t i = 0; i < n; i++) {
         tsnap_tensor_info info;
         int err = tsnap_reader_describe(j->r, tsnap_reader_name(j->r, i), &info);
-        if (err == TSNAP_ETYPE && j->o->skip_unsupported) {
+        if (err == TSNAP_ETYPE && info.string) {
+            j->skip[i] = 2; /* a string: copied as one */
+        } else if (err == TSNAP_ETYPE && j->o->skip_unsupported) {
             cli_warn("%s; skipped", tsnap_errmsg());
             j->skip[i] = 1;
         } else if (err < 0) {
@@ -424,18 +504,24 @@ static int cp(const char *src, const char *dst_arg, const options *o)
         goto done;
     warn_group_attrs(src);
     copy_attrs(&j, NULL);
+    if (copy_empty_groups(&j) < 0)
+        goto done;
     cli_progress_start(&j.p, "cp", (uint64_t)total);
     n = tsnap_reader_count(j.r);
     for (size_t i = 0; i < n; i++) {
         int one;
-        if (j.skip[i])
+        if (j.skip[i] == 1)
             continue;
-        if ((one = copy_tensor(&j, tsnap_reader_name(j.r, i))) < 0) {
+        one = j.skip[i] == 2 ? copy_string(&j, tsnap_reader_name(j.r, i))
+                             : copy_tensor(&j, tsnap_reader_name(j.r, i));
+        if (one < 0) {
             cli_progress_end(&j.p);
             goto done;
         }
         copied += one == 0;
     }
+    for (size_t i = 0; i < tsnap_reader_group_count(j.r); i++)
+        copy_pytype(&j, tsnap_reader_group_name(j.r, i));
     cli_progress_end(&j.p);
     if (tsnap_writer_commit(j.w) < 0) {
         cli_error("%s", tsnap_errmsg());

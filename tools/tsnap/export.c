@@ -208,8 +208,8 @@ static int publish(const char *tmp, const char *dst, int force)
 
 /* The slab walk into the open file: header, then each slab as it comes. */
 static int write_data(int fd, tsnap_reader *r, const char *path, const char *name,
-                      const tsnap_tensor_info *info, const npy_type *t, const options *o,
-                      cli_progress *p)
+                      const char *dst, const tsnap_tensor_info *info, const npy_type *t,
+                      const options *o, cli_progress *p)
 {
     size_t in_size = tsnap_dtype_size(info->dtype);
     /* The slab budget covers both buffers of a widening conversion. */
@@ -240,7 +240,8 @@ static int write_data(int fd, tsnap_reader *r, const char *path, const char *nam
             widen(info->dtype, in, out, s.n);
         if (write_all(fd, out, s.n * t->elem_bytes) < 0) {
             cli_progress_clear(p);
-            err = cli_error("%s: tensor '%s': cannot write: %s", path, name, strerror(errno));
+            err = cli_error("cannot write %s (tensor '%s' of %s): %s", dst, name, path,
+                            strerror(errno));
             break;
         }
         cli_progress_add(p, s.n * in_size);
@@ -302,7 +303,7 @@ static int export_one(tsnap_reader *r, const char *path, const char *name, const
         cli_error("cannot write %s: %s", dst, strerror(errno));
         goto done;
     }
-    if (write_data(fd, r, path, name, &info, &t, o, p) < 0)
+    if (write_data(fd, r, path, name, dst, &info, &t, o, p) < 0)
         goto done;
     /* A close that fails may have lost data too. */
     e = fsync(fd) < 0 ? errno : 0;

@@ -49,6 +49,15 @@ static int describe_row(tsnap_reader *r, const char *name, row *w, tsnap_tensor_
     int err = tsnap_reader_describe(r, name, info);
 
     snprintf(w->name, sizeof w->name, "%s", name);
+    if (err == TSNAP_ETYPE && info->string) { /* a single string, not a tensor */
+        snprintf(w->dtype, sizeof w->dtype, "%s", cli_string_kind(info->string));
+        snprintf(w->shape, sizeof w->shape, "()");
+        snprintf(w->chunks, sizeof w->chunks, "-");
+        snprintf(w->codec, sizeof w->codec, "-");
+        snprintf(w->ratio, sizeof w->ratio, "-");
+        snprintf(w->map, sizeof w->map, "no: a string");
+        return err;
+    }
     if (err < 0) {
         snprintf(w->dtype, sizeof w->dtype, "?");
         snprintf(w->shape, sizeof w->shape, "-");
@@ -104,6 +113,11 @@ static void json_tensor(tsnap_reader *r, const char *name)
 
     fputs("{\"name\": ", stdout);
     cli_json_string(stdout, name);
+    if (err == TSNAP_ETYPE && info.string) {
+        printf(", \"dtype\": \"%s\", \"shape\": [], \"string\": true}",
+               cli_string_kind(info.string));
+        return;
+    }
     if (err < 0) {
         fputs(", \"error\": ", stdout);
         cli_json_string(stdout, cause(tsnap_errmsg(), name));
