@@ -179,6 +179,12 @@ typedef enum tsnap_codec {
     TSNAP_CODEC_OTHER = 99   /**< read only: a filter tsnap does not name */
 } tsnap_codec;
 
+/** Values of tsnap_write_options.shuffle. */
+#define TSNAP_SHUFFLE_AUTO (-1)
+#define TSNAP_SHUFFLE_NONE 0
+#define TSNAP_SHUFFLE_BYTE 1
+#define TSNAP_SHUFFLE_BIT 2
+
 /** The default target size of one chunk: 4 MiB. */
 #define TSNAP_DEFAULT_CHUNK_BYTES ((size_t)4 << 20)
 
@@ -189,9 +195,12 @@ typedef struct tsnap_write_options {
     int level;             /**< codec level; 0 picks the codec's default.  deflate
                                 1..9 (default 1), zstd -7..22 (default 1); lz4 has
                                 no levels (only 0) */
-    int shuffle;           /**< byte shuffle before the codec: -1 auto (default:
-                                on when compressing elements wider than one
-                                byte), 0 off, 1 on */
+    int shuffle;           /**< TSNAP_SHUFFLE_*: the shuffle before the codec:
+                                -1 auto (default: bit shuffle for zstd, byte
+                                shuffle for deflate and lz4, when compressing
+                                elements wider than one byte), 0 off, 1 byte
+                                shuffle (HDF5's filter 2), 2 bit shuffle (the
+                                bitshuffle filter 32008, hdf5plugin's) */
     size_t chunk_bytes;    /**< target chunk size; 0 means
                                 TSNAP_DEFAULT_CHUNK_BYTES.  At most 2 GiB. */
     int checksum;          /**< record an xxh3-64 checksum per tensor (default 1) */
@@ -411,7 +420,8 @@ typedef struct tsnap_tensor_info {
     int64_t chunk[TSNAP_MAX_NDIM];   /**< chunk shape (in the tensor's own
                                           dimensions) when chunked */
     tsnap_codec codec;               /**< the compression filter, if any */
-    int shuffle;                     /**< 1 if the shuffle filter is on */
+    int shuffle;                     /**< 1 if the shuffle filter is on, 2 the
+                                          bitshuffle filter */
     int nfilters;                    /**< HDF5 filters in the pipeline */
     int filters[8];                  /**< their HDF5 filter ids */
     uint64_t nbytes;                 /**< logical size: elements x dtype size */
@@ -522,7 +532,8 @@ typedef struct tsnap_attr {
 
 /**
  * The number of attributes of tensor `name` (NULL or "": of the root),
- * tsnap's own (`tsnap_*`) included, into *count.
+ * tsnap's own (`tsnap_*`) included, into *count.  The root's `tsnap_index`
+ * (the index of the tensors, docs/FORMAT.md §16) is not an attribute here.
  */
 TSNAP_API int tsnap_reader_attr_count(tsnap_reader *r, const char *name, size_t *count);
 

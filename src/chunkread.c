@@ -162,6 +162,7 @@ static bool known_filter(int id, tsnap_codec *codec)
     case TSNAP_ZSTD_FILTER_ID: *codec = TSNAP_CODEC_ZSTD; return true;
     case TSNAP_LZ4_FILTER_ID: *codec = TSNAP_CODEC_LZ4; return true;
     case TSNAP_LZF_FILTER_ID: *codec = TSNAP_CODEC_LZF; return true;
+    case TSNAP_BITSHUFFLE_FILTER_ID: *codec = TSNAP_CODEC_BITSHUFFLE; return true;
     default: return false;
     }
 }
@@ -174,6 +175,8 @@ typedef struct chunk_job {
     int nfilters;
     int filters[8];
     tsnap_codec codecs[8];
+    unsigned cd[8][8];                 /* each filter's parameters (bitshuffle's) */
+    size_t ncd[8];
     int rank;                          /* file rank */
     int ndim;                          /* logical */
     hsize_t cdims[TSNAP_MAX_NDIM + 1]; /* chunk, file dims */
@@ -363,7 +366,11 @@ static int chunk_work(void *ctx, uint64_t item, unsigned si)
                                   chunk_at(j, sl->off, at, sizeof at), len, j->chunk_bytes);
             tsnap__shuffle(next->p, cur, len, j->felem, true);
         } else {
-            const char *why = tsnap__codec_decode(j->codecs[f], cur, len, next->p, j->chunk_bytes);
+            const char *why =
+                j->filters[f] == TSNAP_BITSHUFFLE_FILTER_ID
+                    ? tsnap__bitshuffle_decode(j->cd[f], j->ncd[f], cur, len, next->p,
+                                               j->chunk_bytes)
+                    : tsnap__codec_decode(j->codecs[f], cur, len, next->p, j->chunk_bytes);
             if (why)
                 return tsnap__err(TSNAP_EFORMAT, j->t->path, j->t->name, "the chunk at %s: %s",
                                   chunk_at(j, sl->off, at, sizeof at), why);
@@ -432,9 +439,11 @@ int tsnap__read_chunks(const tsnap_dset *t, const tsnap_selection *s, const tsna
     j->nfilters = H5Pget_nfilters(t->dcpl);
     for (int i = 0; i < j->nfilters; i++) {
         unsigned flags, conf;
-        size_t ncd = 0;
-        j->filters[i] = (int)H5Pget_filter2(t->dcpl, (unsigned)i, &flags, &ncd, NULL, 0, NULL,
-                                             &conf);
+        j->ncd[i] = 8;
+        j->filters[i] = (int)H5Pget_filter2(t->dcpl, (unsigned)i, &flags, &j->ncd[i], j->cd[i],
+                                             0, NULL, &conf);
+        if (j->ncd[i] > 8)
+            j->ncd[i] = 8;
         known_filter(j->filters[i], &j->codecs[i]);
     }
     if (H5Pget_chunk(t->dcpl, t->rank, j->cdims) != t->rank) {

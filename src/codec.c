@@ -9,6 +9,9 @@
  *   lz4 (32004)   the HDF5 plug-in's framing: u64 BE chunk size, u32 BE
  *                 block size, then per block u32 BE compressed size and a
  *                 raw LZ4 block (stored as is when it would not shrink);
+ *   bitshuffle (32008)  bit transpose in blocks of 8 KiB, before the
+ *                 codec (hdf5plugin's Bitshuffle without compression); its
+ *                 LZ4 and zstd forms are read too;
  *   lzf (32000)   decode only (lzf.c).
  *
  * Encoders and decoders run on any thread and never call HDF5; each thread
@@ -448,6 +451,199 @@ const char *tsnap__codec_decode(tsnap_codec codec, const void *src, size_t len, 
     return st ? decode(codec, src, len, dst, expect, st) : "out of memory";
 }
 
+/* ---- bit shuffle (the bitshuffle filter, 32008) -------------------- */
+
+/* The bitshuffle library's default block (bshuf_default_block_size): 8 KiB
+ * of elements, a multiple of 8 of them, at least 128. */
+static size_t bshuf_block(size_t elem)
+{
+    size_t n = (8192 / elem) / 8 * 8;
+    return n < 128 ? 128 : n;
+}
+
+/* The 8 x 8 bit matrix in x (byte r = row r, bit c = column c), transposed. */
+static uint64_t transpose8(uint64_t x)
+{
+    uint64_t t;
+    t = (x ^ (x >> 7)) & 0x00AA00AA00AA00AAULL;
+    x = x ^ t ^ (t << 7);
+    t = (x ^ (x >> 14)) & 0x0000CCCC0000CCCCULL;
+    x = x ^ t ^ (t << 14);
+    t = (x ^ (x >> 28)) & 0x00000000F0F0F0F0ULL;
+    x = x ^ t ^ (t << 28);
+    return x;
+}
+
+/* One block of n elements (a multiple of 8) of `elem` bytes: bit k of byte
+ * j of element i goes to bit i % 8 of byte (8j + k) * n / 8 + i / 8 (the
+ * bitshuffle library's bshuf_trans_bit_elem); `tmp` holds n * elem bytes. */
+static void bshuf_block_fwd(uint8_t *restrict dst, const uint8_t *restrict src, size_t n,
+                            size_t elem, uint8_t *restrict tmp)
+{
+    size_t ng = n / 8;
+    const uint8_t *rows = src;
+    if (elem > 1) { /* the bytes of each position together, then their bits */
+        tsnap__shuffle(tmp, src, n * elem, elem, false);
+        rows = tmp;
+    }
+    for (size_t j = 0; j < elem; j++) {
+        const uint8_t *row = rows + j * n;
+        uint8_t *out = dst + j * n;
+        size_t g = 0;
+#ifdef __SSE2__
+        for (; g + 2 <= ng; g += 2) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(row + 8 * g));
+            for (int k = 7; k >= 0; k--) {
+                uint16_t m = (uint16_t)_mm_movemask_epi8(v);
+                memcpy(out + (size_t)k * ng + g, &m, 2);
+                v = _mm_add_epi8(v, v);
+            }
+        }
+#endif
+        for (; g < ng; g++) {
+            uint64_t x;
+            memcpy(&x, row + 8 * g, 8);
+            x = transpose8(x);
+            for (int k = 0; k < 8; k++)
+                out[(size_t)k * ng + g] = (uint8_t)(x >> (8 * k));
+        }
+    }
+}
+
+static void bshuf_block_rev(uint8_t *restrict dst, const uint8_t *restrict src, size_t n,
+                            size_t elem, uint8_t *restrict tmp)
+{
+    size_t ng = n / 8;
+    uint8_t *rows = elem > 1 ? tmp : dst;
+    for (size_t j = 0; j < elem; j++) {
+        const uint8_t *in = src + j * n;
+        uint8_t *row = rows + j * n;
+        for (size_t g = 0; g < ng; g++) {
+            uint64_t x = 0;
+            for (int k = 0; k < 8; k++)
+                x |= (uint64_t)in[(size_t)k * ng + g] << (8 * k);
+            x = transpose8(x);
+            memcpy(row + 8 * g, &x, 8);
+        }
+    }
+    if (elem > 1)
+        tsnap__shuffle(dst, tmp, n * elem, elem, true);
+}
+
+/* Blocks of `block` elements; the last one cut to a multiple of 8; the
+ * elements after that (under 8) copied as they are. */
+static int bshuf_run(uint8_t *dst, const uint8_t *src, size_t nelem, size_t elem, size_t block,
+                     bool reverse)
+{
+    uint8_t stack[16384], *tmp = stack;
+    size_t done = 0;
+    if (block * elem > sizeof stack && !(tmp = malloc(block * elem)))
+        return TSNAP_ENOMEM;
+    while (nelem - done >= 8) {
+        size_t n = nelem - done < block ? nelem - done : block;
+        n -= n % 8;
+        (reverse ? bshuf_block_rev : bshuf_block_fwd)(dst + done * elem, src + done * elem, n,
+                                                      elem, tmp);
+        done += n;
+    }
+    memcpy(dst + done * elem, src + done * elem, (nelem - done) * elem);
+    if (tmp != stack)
+        free(tmp);
+    return 0;
+}
+
+int tsnap__bitshuffle(void *dst, const void *src, size_t nbytes, size_t elem, bool reverse)
+{
+    if (elem == 0 || nbytes % elem)
+        return TSNAP_EINVAL;
+    return bshuf_run(dst, src, nbytes / elem, elem, bshuf_block(elem), reverse);
+}
+
+/* The filter's compressed forms (cd_values[4] 2: LZ4, 3: zstd): a u64 BE
+ * size and a u32 BE block size in bytes, then per block a u32 BE length
+ * and the LZ4 block or zstd frame of the bitshuffled block, then the
+ * elements after the last multiple of 8, as they are. */
+static const char *bshuf_decode_packed(int comp, const uint8_t *src, size_t len, uint8_t *dst,
+                                       size_t expect, size_t elem, uint8_t *scratch,
+                                       size_t scratch_cap, codec_state *st)
+{
+    size_t nelem = expect / elem, done = 0, pos = 12, block;
+    if (len < 12)
+        return "bitshuffle chunk shorter than its header";
+    if (get_be64(src) != expect)
+        return "bitshuffle chunk records another size than the chunk's";
+    block = get_be32(src + 8);
+    if (block % elem || (block /= elem) == 0 || block % 8 || block * elem > scratch_cap)
+        return "bitshuffle chunk has a bad block size";
+    while (nelem - done >= 8) {
+        size_t n = nelem - done < block ? nelem - done : block, c, got;
+        n -= n % 8;
+        if (len - pos < 4)
+            return "bitshuffle chunk is truncated";
+        c = get_be32(src + pos);
+        pos += 4;
+        if (c > len - pos)
+            return "bitshuffle block runs past the chunk";
+        if (comp == 2) {
+            if (c > (size_t)INT32_MAX ||
+                LZ4_decompress_safe((const char *)src + pos, (char *)scratch, (int)c,
+                                    (int)(n * elem)) != (int)(n * elem))
+                return "bitshuffle lz4 block is corrupt";
+        } else {
+            if (!st->zd && !(st->zd = ZSTD_createDCtx()))
+                return "out of memory";
+            got = ZSTD_decompressDCtx(st->zd, scratch, n * elem, src + pos, c);
+            if (ZSTD_isError(got) || got != n * elem)
+                return "bitshuffle zstd block is corrupt";
+        }
+        bshuf_block_rev(dst + done * elem, scratch, n, elem, scratch + n * elem);
+        pos += c;
+        done += n;
+    }
+    if (len - pos != (nelem - done) * elem)
+        return "bitshuffle chunk has another length than its blocks";
+    memcpy(dst + done * elem, src + pos, (nelem - done) * elem);
+    return NULL;
+}
+
+const char *tsnap__bitshuffle_decode(const unsigned *cd, size_t ncd, const void *src, size_t len,
+                                     void *dst, size_t expect)
+{
+    codec_state *st = thread_state();
+    size_t elem = ncd > 2 ? cd[2] : 0, block = ncd > 3 ? cd[3] : 0;
+    unsigned comp = ncd > 4 ? cd[4] : 0;
+    const char *why = NULL;
+    uint8_t *scratch;
+
+    if (!st)
+        return "out of memory";
+    if (elem == 0 || expect % elem)
+        return "bitshuffle parameters do not fit the chunk (element size)";
+    if (comp == 0) {
+        if (block == 0)
+            block = bshuf_block(elem);
+        if (len != expect)
+            return "bitshuffle chunk has another size than the chunk's";
+        if (block % 8 || block > ((size_t)1 << 26) / elem)
+            return "bitshuffle parameters give a bad block size";
+        return bshuf_run(dst, src, expect / elem, elem, block, true) < 0 ? "out of memory" : NULL;
+    }
+    if (comp != 2 && comp != 3)
+        return "bitshuffle compression other than none, LZ4 and zstd";
+    /* A block is at most 64 MiB: scratch for it and for its transpose. */
+    if (len >= 12) {
+        size_t b = get_be32((const uint8_t *)src + 8);
+        if (b > ((size_t)1 << 26))
+            return "bitshuffle chunk has a bad block size";
+        if (!(scratch = malloc(2 * (b ? b : 1))))
+            return "out of memory";
+        why = bshuf_decode_packed((int)comp, src, len, dst, expect, elem, scratch, b, st);
+        free(scratch);
+        return why;
+    }
+    return "bitshuffle chunk shorter than its header";
+}
+
 /* ---- the HDF5 filters for zstd and lz4 ------------------------------ */
 
 /* HDF5's filter callback: the chunk in *buf (nbytes of *buf_size) is
@@ -516,6 +712,40 @@ static const H5Z_class2_t lz4_class = {
     H5Z_CLASS_T_VERS, (H5Z_filter_t)TSNAP_LZ4_FILTER_ID, 1, 1, "lz4", NULL, NULL, lz4_filter,
 };
 
+/* Bitshuffle through HDF5's pipeline: every form read, the form without
+ * compression written (HDF5 gives the element size in cd_values[2]). */
+static size_t bshuf_filter(unsigned int flags, size_t cd_nelmts, const unsigned int cd_values[],
+                           size_t nbytes, size_t *buf_size, void **buf)
+{
+    size_t expect = nbytes, elem = cd_nelmts > 2 ? cd_values[2] : 0;
+    bool packed = cd_nelmts > 4 && cd_values[4] != 0;
+    void *out;
+
+    if (packed) {
+        if (!(flags & H5Z_FLAG_REVERSE) || nbytes < 12)
+            return 0;
+        expect = (size_t)get_be64(*buf);
+    }
+    if (elem == 0 || expect > ((size_t)4 << 30) || !(out = H5allocate_memory(expect ? expect : 1, 0)))
+        return 0;
+    if ((flags & H5Z_FLAG_REVERSE)
+            ? tsnap__bitshuffle_decode(cd_values, cd_nelmts, *buf, nbytes, out, expect) != NULL
+            : (cd_nelmts > 3 && cd_values[3] != 0) ||
+                  tsnap__bitshuffle(out, *buf, nbytes, elem, false) < 0) {
+        H5free_memory(out);
+        return 0;
+    }
+    H5free_memory(*buf);
+    *buf = out;
+    *buf_size = expect ? expect : 1;
+    return expect;
+}
+
+static const H5Z_class2_t bshuf_class = {
+    H5Z_CLASS_T_VERS, (H5Z_filter_t)TSNAP_BITSHUFFLE_FILTER_ID, 1, 1, "bitshuffle", NULL, NULL,
+    bshuf_filter,
+};
+
 static pthread_once_t filters_once = PTHREAD_ONCE_INIT;
 
 static void register_one(const H5Z_class2_t *cls)
@@ -535,6 +765,7 @@ static void filters_register_once(void)
 {
     register_one(&zstd_class);
     register_one(&lz4_class);
+    register_one(&bshuf_class);
 }
 
 void tsnap__filters_register(void)

@@ -8,6 +8,7 @@
 #include <hdf5.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <time.h>
 
 #include "tsnap.h"
 
@@ -218,6 +219,20 @@ void tsnap__lzf_register(void);
 /* HDF5's shuffle filter (reverse: its inverse) of nbytes at src into dst;
  * the buffers do not overlap. */
 void tsnap__shuffle(void *dst, const void *src, size_t nbytes, size_t elem, bool reverse);
+
+/* The bitshuffle filter (hdf5plugin's Bitshuffle): its id, and the
+ * filter without its own compression, in blocks of the library's default
+ * size (8 KiB of elements), of nbytes (whole elements) at src into dst
+ * (reverse: its inverse).  0, or TSNAP_EINVAL / TSNAP_ENOMEM. */
+#define TSNAP_BITSHUFFLE_FILTER_ID 32008
+#define TSNAP_CODEC_BITSHUFFLE ((tsnap_codec)101)
+int tsnap__bitshuffle(void *dst, const void *src, size_t nbytes, size_t elem, bool reverse);
+
+/* Decodes a bitshuffle chunk of any of the filter's forms (cd_values as
+ * stored: [2] element size, [3] block, [4] 0 none, 2 LZ4, 3 zstd) into
+ * exactly `expect` bytes; NULL, or what is wrong with the chunk. */
+const char *tsnap__bitshuffle_decode(const unsigned *cd, size_t ncd, const void *src, size_t len,
+                                     void *dst, size_t expect);
 
 /* The most bytes encoding nbytes can give. */
 size_t tsnap__codec_bound(tsnap_codec codec, size_t nbytes);
@@ -509,6 +524,43 @@ int tsnap__stage_wait(tsnap_stage *st, unsigned i);
  * queued (wait for slot 0); on failure nothing is left open. */
 int tsnap__stage_whole(tsnap_stage *st, const tsnap_view *v, void *caller_stream,
                        const char *file, const char *name);
+
+/* ---- table.c: the index of a file's tensors ------------------------- */
+
+/* What a writer records, entry by entry, for the root attribute
+ * `tsnap_index` (docs/FORMAT.md §16); `off`: no index for this file. */
+typedef struct tsnap_table {
+    uint8_t *buf;
+    size_t len, cap, count;
+    bool off;
+} tsnap_table;
+
+/* Records a tensor: its description (dtype, shape, chunk, nbytes,
+ * stored_bytes, and offset when `flat`: its bytes lie at offset as they
+ * are) and its checksum ("xxh3-64:...", or NULL).  Never fails: a table
+ * that cannot grow is turned off. */
+int tsnap__table_add(tsnap_table *t, const char *name, const tsnap_tensor_info *info, bool flat,
+                     const char *checksum);
+/* Writes the index as a root attribute, stamped with the time now, which
+ * is put in *mtime for tsnap__table_stamp.  Nothing when off. */
+int tsnap__table_write(tsnap_table *t, hid_t file, const char *path, struct timespec *mtime);
+/* Gives the closed file `tmp` that modification time; -1 (errno) if not. */
+int tsnap__table_stamp(const char *tmp, const struct timespec *mtime);
+void tsnap__table_clear(tsnap_table *t);
+
+typedef struct tsnap_table_entry {
+    char *name;
+    tsnap_tensor_info info; /* complete when `flat` */
+    bool flat;
+} tsnap_table_entry;
+typedef struct tsnap_table_loaded {
+    tsnap_table_entry *entries;
+    size_t count;
+} tsnap_table_loaded;
+/* The index of an open file, when it has one that still describes it
+ * (file: HDF5's, fd: its descriptor); false: walk the file. */
+bool tsnap__table_load(hid_t file, int fd, tsnap_table_loaded *out);
+void tsnap__table_loaded_clear(tsnap_table_loaded *t);
 
 /* ---- writer.c, for the store ---------------------------------------- */
 

@@ -56,6 +56,7 @@ struct tsnap_reader {
     struct attr_cache_entry *attrs;
     size_t nattrs;
     tsnap_vds_cache *parts; /* the part files of virtual tensors, open */
+    bool indexed;           /* listed from the file's index (table.c) */
 };
 
 typedef tsnap_dset tensor;
@@ -102,6 +103,45 @@ static herr_t collect(hid_t obj, const char *name, const H5O_info_t *info, void 
 static int cmp_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int cmp_entries(const void *a, const void *b)
+{
+    return strcmp(((const tsnap_table_entry *)a)->name, ((const tsnap_table_entry *)b)->name);
+}
+
+/* Lists the tensors from the file's index, when it has one that still
+ * describes the file (table.c): no walk, and the tensors that lie flat
+ * come described.  false: walk the file instead. */
+static bool list_from_index(tsnap_reader *r)
+{
+    tsnap_table_loaded ix;
+    bool ok;
+    if (!tsnap__table_load(r->file, r->fd, &ix))
+        return false;
+    qsort(ix.entries, ix.count, sizeof *ix.entries, cmp_entries);
+    ok = (r->names = calloc(ix.count + 1, sizeof *r->names)) &&
+         (r->desc = calloc(ix.count + 1, sizeof *r->desc));
+    for (size_t i = 0; ok && i < ix.count; i++) {
+        tsnap_table_entry *e = &ix.entries[i];
+        ok = i == 0 || strcmp(e->name, r->names[i - 1]) != 0; /* one entry per name */
+        r->names[r->count++] = e->name;
+        e->name = NULL;
+        r->desc[i].info = e->info;
+        r->desc[i].done = e->flat;
+    }
+    r->cap = r->count;
+    tsnap__table_loaded_clear(&ix);
+    if (!ok) {
+        for (size_t i = 0; i < r->count; i++)
+            free(r->names[i]);
+        free(r->names);
+        free(r->desc);
+        r->names = NULL;
+        r->desc = NULL;
+        r->count = r->cap = 0;
+    }
+    return ok;
 }
 
 /* Reads attribute `key` of obj if it is a 64-bit signed integer scalar
@@ -202,17 +242,20 @@ int tsnap_reader_open(tsnap_reader **out, const char *path)
         err = tsnap__h5err(TSNAP_EFORMAT, path, NULL, "not a readable HDF5 file");
         goto fail;
     }
+    r->fd = hdf5_fd(r->file, &st);
+    if ((r->indexed = list_from_index(r)))
+        goto listed;
     if (H5Ovisit2(r->file, H5_INDEX_NAME, H5_ITER_INC, collect, r, H5O_INFO_BASIC) < 0) {
         err = tsnap__h5err(TSNAP_EFORMAT, path, NULL, "cannot list the datasets");
         goto fail;
     }
     if (r->count > 1)
         qsort(r->names, r->count, sizeof *r->names, cmp_names);
-    r->fd = hdf5_fd(r->file, &st);
     if (r->count && !(r->desc = calloc(r->count, sizeof *r->desc))) {
         err = tsnap__err(TSNAP_ENOMEM, path, NULL, "out of memory");
         goto fail;
     }
+listed:
     if ((err = read_format_version(r)) < 0)
         goto fail;
     *out = r;
@@ -258,6 +301,8 @@ int tsnap__reader_fd(const tsnap_reader *r) { return r->fd; }
 tsnap_vds_cache **tsnap__reader_vds_cache(tsnap_reader *r) { return &r->parts; }
 
 int tsnap_reader_format_version(const tsnap_reader *r) { return r ? r->format_version : 0; }
+
+int tsnap_reader_indexed(const tsnap_reader *r) { return r && r->indexed; }
 
 size_t tsnap_reader_count(const tsnap_reader *r) { return r ? r->count : 0; }
 
@@ -612,6 +657,7 @@ static tsnap_codec codec_of(int filter)
     case 32015: return TSNAP_CODEC_ZSTD;
     case 32004: return TSNAP_CODEC_LZ4;
     case H5Z_FILTER_SHUFFLE:
+    case TSNAP_BITSHUFFLE_FILTER_ID:
     case H5Z_FILTER_FLETCHER32: return TSNAP_CODEC_NONE;
     default: return TSNAP_CODEC_OTHER;
     }
@@ -698,6 +744,8 @@ static void describe_open(tsnap_reader *r, tensor *t, tsnap_tensor_info *info)
         info->filters[info->nfilters++] = (int)id;
         if (id == H5Z_FILTER_SHUFFLE)
             info->shuffle = 1;
+        if (id == TSNAP_BITSHUFFLE_FILTER_ID)
+            info->shuffle = 2;
         if (info->codec == TSNAP_CODEC_NONE)
             info->codec = codec_of((int)id);
     }
@@ -1254,6 +1302,14 @@ static int attr_set(tsnap_reader *r, const char *name, tsnap_attr_set **out)
     if (err < 0) {
         free(e->name);
         return err;
+    }
+    for (size_t i = 0; !*key && i < e->set.count; i++) { /* the index is not an attribute */
+        if (strcmp(e->set.attrs[i].key, "tsnap_index") == 0) {
+            memmove(&e->set.attrs[i], &e->set.attrs[i + 1],
+                    (e->set.count - i - 1) * sizeof *e->set.attrs);
+            e->set.count--;
+            break;
+        }
     }
     r->nattrs++;
     *out = &e->set;

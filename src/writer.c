@@ -51,11 +51,13 @@ struct tsnap_writer {
     enum writer_state state;
     slot *slots; /* WINDOW_MAX, made on the first chunked put */
     hid_t lcpl;  /* link creation: intermediate groups */
+    tsnap_table table; /* the index of the tensors put (table.c) */
     /* The last dataset creation properties, reused by the next tensor of
      * the same chunking (many small tensors share one). */
     hid_t dcpl;
     int dcpl_rank; /* -1: contiguous */
-    bool dcpl_shuffle;
+    int dcpl_shuffle;
+    size_t dcpl_elem; /* the element size bitshuffle's parameters name */
     hsize_t dcpl_chunk[TSNAP_MAX_NDIM + 1];
     /* Asynchronous puts of CUDA tensors: copied to pinned host memory,
      * written at commit, in order. */
@@ -121,8 +123,10 @@ static int check_options(const tsnap_write_options *o, const char *path)
     if (o->threads < 0 || o->threads > 256)
         return tsnap__err(TSNAP_EINVAL, path, NULL, "threads %d is outside 0..256",
                           o->threads);
-    if (o->shuffle < -1 || o->shuffle > 1)
-        return tsnap__err(TSNAP_EINVAL, path, NULL, "shuffle must be -1, 0 or 1");
+    if (o->shuffle < TSNAP_SHUFFLE_AUTO || o->shuffle > TSNAP_SHUFFLE_BIT)
+        return tsnap__err(TSNAP_EINVAL, path, NULL,
+                          "shuffle must be -1 (auto), 0 (none), 1 (byte) or 2 (bit), not %d",
+                          o->shuffle);
     if (o->chunk_bytes > CHUNK_BYTES_MAX)
         return tsnap__err(TSNAP_EINVAL, path, NULL, "chunk_bytes %zu is over 2 GiB",
                           o->chunk_bytes);
@@ -304,8 +308,8 @@ static int check_free_name(tsnap_writer *w, const char *name)
     return 0;
 }
 
-static hid_t make_dcpl(const tsnap_writer *w, bool contiguous, bool shuffle, int rank,
-                       const hsize_t *cdims);
+static hid_t make_dcpl(const tsnap_writer *w, bool contiguous, int shuffle, size_t elem,
+                       int rank, const hsize_t *cdims);
 
 /* Shuffle runs on the HDF5 element: for complex32 one float16. */
 static size_t file_elem_size(const tsnap_view *v)
@@ -313,9 +317,16 @@ static size_t file_elem_size(const tsnap_view *v)
     return v->dtype == TSNAP_COMPLEX32 ? 2 : v->itemsize;
 }
 
-static bool use_shuffle(const tsnap_writer *w, const tsnap_view *v)
+/* The shuffle a tensor gets (TSNAP_SHUFFLE_NONE, _BYTE or _BIT).  Auto:
+ * none for one-byte elements, bit shuffle before zstd (a better ratio at
+ * zstd's speed on floats), byte shuffle before deflate and lz4. */
+static int use_shuffle(const tsnap_writer *w, const tsnap_view *v)
 {
-    return w->opts.shuffle == 1 || (w->opts.shuffle == -1 && file_elem_size(v) > 1);
+    if (w->opts.shuffle != TSNAP_SHUFFLE_AUTO)
+        return w->opts.shuffle;
+    if (file_elem_size(v) == 1)
+        return TSNAP_SHUFFLE_NONE;
+    return w->opts.codec == TSNAP_CODEC_ZSTD ? TSNAP_SHUFFLE_BIT : TSNAP_SHUFFLE_BYTE;
 }
 
 /* The dataset creation properties: layout, chunking, filters. */
@@ -324,7 +335,9 @@ static bool use_shuffle(const tsnap_writer *w, const tsnap_view *v)
 static hid_t dcpl_for(tsnap_writer *w, const tsnap_view *v, int rank, const hsize_t *dims,
                       int64_t *chunk)
 {
-    bool filtered = w->opts.codec != TSNAP_CODEC_NONE, shuffle = use_shuffle(w, v);
+    bool filtered = w->opts.codec != TSNAP_CODEC_NONE;
+    int shuffle = use_shuffle(w, v);
+    size_t elem = file_elem_size(v);
     bool contiguous = v->ndim == 0 || v->nelems == 0; /* HDF5 cannot chunk these */
     hsize_t cdims[TSNAP_MAX_NDIM + 1];
     hid_t dcpl;
@@ -338,24 +351,28 @@ static hid_t dcpl_for(tsnap_writer *w, const tsnap_view *v, int rank, const hsiz
             cdims[rank - 1] = dims[rank - 1];
     }
     if (w->dcpl >= 0 && w->dcpl_rank == (contiguous ? -1 : rank) &&
-        (contiguous || (w->dcpl_shuffle == shuffle &&
+        (contiguous || (w->dcpl_shuffle == shuffle && w->dcpl_elem == elem &&
                         memcmp(w->dcpl_chunk, cdims, (size_t)rank * sizeof *cdims) == 0)))
         return w->dcpl;
     tsnap__h5close(w->dcpl);
     w->dcpl = H5I_INVALID_HID;
-    if ((dcpl = make_dcpl(w, contiguous, shuffle, rank, cdims)) < 0)
+    if ((dcpl = make_dcpl(w, contiguous, shuffle, elem, rank, cdims)) < 0)
         return dcpl;
     w->dcpl = dcpl;
     w->dcpl_rank = contiguous ? -1 : rank;
     w->dcpl_shuffle = shuffle;
+    w->dcpl_elem = elem;
     if (!contiguous)
         memcpy(w->dcpl_chunk, cdims, (size_t)rank * sizeof *cdims);
     return dcpl;
 }
 
-static hid_t make_dcpl(const tsnap_writer *w, bool contiguous, bool shuffle, int rank,
-                       const hsize_t *cdims)
+static hid_t make_dcpl(const tsnap_writer *w, bool contiguous, int shuffle, size_t elem,
+                       int rank, const hsize_t *cdims)
 {
+    /* hdf5plugin's Bitshuffle without its own compression: version 0.5,
+     * the element size, the default block, no compression. */
+    unsigned bshuf[5] = {0, 5, (unsigned)elem, 0, 0};
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     bool filtered = w->opts.codec != TSNAP_CODEC_NONE;
 
@@ -374,7 +391,10 @@ static hid_t make_dcpl(const tsnap_writer *w, bool contiguous, bool shuffle, int
             goto fail;
         return dcpl;
     }
-    if (shuffle && H5Pset_shuffle(dcpl) < 0)
+    if (shuffle == TSNAP_SHUFFLE_BYTE && H5Pset_shuffle(dcpl) < 0)
+        goto fail;
+    if (shuffle == TSNAP_SHUFFLE_BIT &&
+        H5Pset_filter(dcpl, TSNAP_BITSHUFFLE_FILTER_ID, H5Z_FLAG_OPTIONAL, 5, bshuf) < 0)
         goto fail;
     /* The codecs as h5py writes them (hdf5plugin's filters are optional,
      * with the level or the lz4 block size, 0: the default, as cd_values). */
@@ -398,7 +418,7 @@ typedef struct put_job {
     const tsnap_view *v;
     hid_t dset;
     XXH3_state_t *hash;
-    bool shuffle;
+    int shuffle;          /* TSNAP_SHUFFLE_NONE, _BYTE or _BIT */
     size_t elem;          /* HDF5 element size (shuffle) */
     int rank, split;      /* file rank; the axis the chunk rule splits */
     uint64_t inner;       /* logical elements of one index of `split` */
@@ -486,7 +506,13 @@ static int put_work(void *ctx, uint64_t item, unsigned si)
         if (tsnap__buf_reserve(&sl->shuffled, j->chunk_bytes) < 0)
             return tsnap__err(TSNAP_ENOMEM, j->w->path, j->name,
                               "out of memory for a %zu-byte chunk", j->chunk_bytes);
-        tsnap__shuffle(sl->shuffled.p, chunk, j->chunk_bytes, j->elem, false);
+        if (j->shuffle == TSNAP_SHUFFLE_BIT) {
+            if (tsnap__bitshuffle(sl->shuffled.p, chunk, j->chunk_bytes, j->elem, false) < 0)
+                return tsnap__err(TSNAP_ENOMEM, j->w->path, j->name,
+                                  "out of memory for a %zu-byte chunk", j->chunk_bytes);
+        } else {
+            tsnap__shuffle(sl->shuffled.p, chunk, j->chunk_bytes, j->elem, false);
+        }
         chunk = sl->shuffled.p;
     }
     size_t cap = tsnap__codec_bound(j->w->opts.codec, j->chunk_bytes);
@@ -619,6 +645,44 @@ int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor)
     return tsnap_writer_put_stream(w, name, tensor, NULL);
 }
 
+/* Records a tensor just written in the index: an uncompressed one with
+ * where its bytes lie (its first chunk, whose followers HDF5 lays back to
+ * back, or a 0-d tensor's contiguous storage). */
+static void index_tensor(tsnap_writer *w, const char *name, hid_t dset, const tsnap_view *v,
+                         const int64_t *chunk, const char *sum)
+{
+    tsnap_tensor_info info;
+    bool flat = w->opts.codec == TSNAP_CODEC_NONE;
+    memset(&info, 0, sizeof info);
+    info.dtype = v->dtype;
+    info.ndim = v->ndim;
+    info.nbytes = v->nbytes;
+    info.stored_bytes = v->nbytes;
+    info.chunked = v->ndim > 0 && v->nelems > 0;
+    for (int i = 0; i < v->ndim; i++) {
+        info.shape[i] = v->shape[i];
+        if (info.chunked) {
+            info.chunk[i] = chunk[i];
+            if (i == 0)
+                info.stored_bytes = v->itemsize;
+            info.stored_bytes *= (uint64_t)((v->shape[i] + chunk[i] - 1) / chunk[i] * chunk[i]);
+        }
+    }
+    if (flat && v->nelems > 0) {
+        hsize_t origin[TSNAP_MAX_NDIM + 1] = {0}, size = 0;
+        haddr_t addr = HADDR_UNDEF;
+        unsigned mask = 0;
+        if (!info.chunked)
+            addr = H5Dget_offset(dset);
+        else if (H5Dget_chunk_info_by_coord(dset, origin, &mask, &addr, &size) < 0)
+            addr = HADDR_UNDEF;
+        H5Eclear2(H5E_DEFAULT);
+        flat = addr != HADDR_UNDEF;
+        info.offset = flat ? (uint64_t)addr : 0;
+    }
+    tsnap__table_add(&w->table, name, &info, flat, sum);
+}
+
 int tsnap_writer_put_stream(tsnap_writer *w, const char *name, const DLTensor *tensor,
                             void *cuda_stream)
 {
@@ -684,12 +748,13 @@ int tsnap_writer_put_stream(tsnap_writer *w, const char *name, const DLTensor *t
     if ((err = tsnap__attr_create_string(dset, "tsnap_dtype", tsnap_dtype_name(v.dtype),
                                          w->path, name)) < 0)
         goto fail;
+    char sum[40] = "";
     if (w->opts.checksum) {
-        char sum[40];
         tsnap__checksum_format(XXH3_64bits_digest(hash), sum, sizeof sum);
         if ((err = tsnap__attr_create_string(dset, "tsnap_checksum", sum, w->path, name)) < 0)
             goto fail;
     }
+    index_tensor(w, name, dset, &v, chunk, sum[0] ? sum : NULL);
     goto done;
 fail:
     w->state = W_FAILED;
@@ -1006,6 +1071,9 @@ int tsnap_writer_commit(tsnap_writer *w)
             discard(w);
         return err;
     }
+    struct timespec stamp;
+    if ((err = tsnap__table_write(&w->table, w->file, w->path, &stamp)) < 0)
+        goto fail;
     /* The flush that can fail comes first: a close whose own flush fails
      * would leave HDF5 unable to close the file (vfd.c). */
     if (H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0) {
@@ -1018,6 +1086,10 @@ int tsnap_writer_commit(tsnap_writer *w)
         err = tsnap__h5err(TSNAP_EIO, w->path, NULL, "writing the file failed");
         goto fail;
     }
+    /* The index holds the modification time the file now gets: a reader
+     * trusts it only while the file keeps that time (table.c). */
+    if (!w->table.off && tsnap__table_stamp(w->tmp, &stamp) < 0)
+        w->table.off = true; /* readers then walk the file */
     if (w->opts.durable && (err = tsnap__fsync_path(w->tmp, false, w->path)) < 0)
         goto fail;
     /* An existing file's teardown goes to a thread of its own (fileio.c). */
@@ -1041,6 +1113,7 @@ const char *tsnap__writer_path(const tsnap_writer *w) { return w->path; }
 int tsnap__writer_target(tsnap_writer *w, const char *name, hid_t *file, hid_t *lcpl)
 {
     int err;
+    w->table.off = true; /* a virtual tensor: readers walk the file */
     if ((err = check_open(w, name)) < 0 || (err = tsnap__check_name(w->path, name)) < 0 ||
         (err = check_free_name(w, name)) < 0)
         return err;
@@ -1078,6 +1151,7 @@ void tsnap_writer_free(tsnap_writer *w)
     }
     tsnap__h5close(w->dcpl);
     tsnap__h5close(w->lcpl);
+    tsnap__table_clear(&w->table);
     free(w->tmp);
     free(w->path);
     free(w->producer);

@@ -112,6 +112,14 @@ static PyObject *reader_names(ReaderObject *self, PyObject *unused)
     return names;
 }
 
+static PyObject *reader_indexed(ReaderObject *self, void *closure)
+{
+    (void)closure;
+    if (reader_check(self) < 0)
+        return NULL;
+    return PyBool_FromLong(tsnap_reader_indexed(self->r));
+}
+
 static PyObject *reader_format_version(ReaderObject *self, void *closure)
 {
     (void)closure;
@@ -663,6 +671,7 @@ static PyMethodDef reader_methods[] = {
 };
 
 static PyGetSetDef reader_getset[] = {
+    {"indexed", (getter)reader_indexed, NULL, "listed from the file's index", NULL},
     {"format_version", (getter)reader_format_version, NULL, "tsnap format version (0: foreign)",
      NULL},
     {NULL, NULL, NULL, NULL, NULL},

@@ -97,10 +97,23 @@ def _attr(path, key, value):
     return (arr if arr.flags.c_contiguous else arr.copy(order="C")), code
 
 
-def write_options(path, compression, checksum, chunk_bytes, durable, threads):
+# save(shuffle=...): the library's TSNAP_SHUFFLE_* values.
+_SHUFFLES = {"auto": -1, None: 0, "byte": 1, "bit": 2}
+
+
+def _shuffle(path, shuffle):
+    if isinstance(shuffle, str) or shuffle is None:
+        if shuffle in _SHUFFLES:
+            return _SHUFFLES[shuffle]
+    raise errors.ValueError(f"{path}: shuffle must be 'auto', 'byte', 'bit' or None,"
+                            f" not {shuffle!r}")
+
+
+def write_options(path, compression, checksum, chunk_bytes, durable, threads, shuffle="auto"):
     """The keyword arguments of _core.Writer (and _core.Store) for these
     save() options, checked."""
     codec, level = _compression(path, compression)
+    shuffle_code = _shuffle(path, shuffle)
     if chunk_bytes is None:
         chunk_bytes = 0
     elif not isinstance(chunk_bytes, numbers.Integral) or chunk_bytes <= 0:
@@ -110,8 +123,11 @@ def write_options(path, compression, checksum, chunk_bytes, durable, threads):
     elif (not isinstance(threads, numbers.Integral) or isinstance(threads, bool)
           or not 1 <= threads <= 256):
         raise errors.ValueError(f"{path}: threads must be an int in 1..256, not {threads!r}")
-    return dict(codec=codec, level=level, chunk_bytes=int(chunk_bytes), checksum=bool(checksum),
-                durable=bool(durable), threads=int(threads))
+    options = dict(codec=codec, level=level, chunk_bytes=int(chunk_bytes),
+                   checksum=bool(checksum), durable=bool(durable), threads=int(threads))
+    if shuffle_code != -1:
+        options["shuffle"] = shuffle_code
+    return options
 
 
 def snapshot_items(path, tensors, attrs):
@@ -203,7 +219,7 @@ def _put_all(writer, items, root):
 
 
 def save(path, tensors, *, attrs=None, compression=None, checksum=True, chunk_bytes=None,
-         durable=True, threads=None, comm=None):
+         durable=True, threads=None, comm=None, shuffle="auto"):
     """Writes `tensors` (a mapping of names to arrays) as one snapshot file.
 
     Values may be NumPy arrays (any strides and byte order), anything
@@ -217,7 +233,11 @@ def save(path, tensors, *, attrs=None, compression=None, checksum=True, chunk_by
     arrays; "step" an integer, "time" a real).  `compression` is None,
     "deflate" (h5py reads it as is), "zstd" or "lz4" (h5py reads them with
     hdf5plugin), or (name, level): deflate 1..9, zstd -7..22; the default
-    level is 1.  Chunks are compressed by `threads` threads (default
+    level is 1.  `shuffle` reorders each chunk before the codec: "byte"
+    (HDF5's shuffle filter), "bit" (the bitshuffle filter, which h5py reads
+    with hdf5plugin), None (neither) or "auto" (the default: bit shuffle
+    with zstd, byte shuffle with deflate and lz4, none for one-byte
+    dtypes).  Chunks are compressed by `threads` threads (default
     tsnap.get_threads()) while the file is written.  The file appears under
     `path` only once complete (written under a temporary name, then
     renamed); with durable=True (the default) it is also fsync'ed, and so
@@ -238,10 +258,14 @@ def save(path, tensors, *, attrs=None, compression=None, checksum=True, chunk_by
     """
     path = os.fsdecode(os.fspath(path))
     if comm is not None:
+        if shuffle != "auto":
+            raise errors.ValueError(f"{path}: shuffle= is not available with comm="
+                                    " (distributed saves use the automatic choice)")
         _save_distributed(path, tensors, comm, attrs, lambda: write_options(
             path, compression, checksum, chunk_bytes, durable, threads))
         return
-    options = write_options(path, compression, checksum, chunk_bytes, durable, threads)
+    options = write_options(path, compression, checksum, chunk_bytes, durable, threads,
+                            shuffle)
     items, root = snapshot_items(path, tensors, attrs)
     writer = _core.Writer(path, **options)
     try:

@@ -215,8 +215,9 @@ const char *cli_codec_str(const tsnap_tensor_info *info, char *buf, size_t len)
         }
         return buf;
     }
+    const char *shuffle = info->shuffle == 2 ? "bitshuffle" : info->shuffle ? "shuffle" : "";
     if (info->codec == TSNAP_CODEC_NONE && info->shuffle)
-        snprintf(buf, len, "shuffle");
+        snprintf(buf, len, "%s", shuffle);
     else
         snprintf(buf, len, "%s%s", names[info->codec], info->shuffle ? "+shuffle" : "");
     return buf;

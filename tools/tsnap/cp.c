@@ -52,8 +52,9 @@ static const char help[] =
     "  --compression C[:LEVEL]  none (default), deflate (gzip), zstd or lz4;\n"
     "                           levels: deflate 1..9, zstd -7..22, lz4 none\n"
     "  --chunk-bytes N          target chunk size (default 4M; at most 2G)\n"
-    "  --shuffle on|off|auto    byte shuffle before compressing (default auto:\n"
-    "                           on when compressing types wider than a byte)\n"
+    "  --shuffle on|off|auto|bit  byte shuffle (on), bit shuffle (bit) or neither\n"
+    "                           before compressing (default auto: bit before zstd,\n"
+    "                           byte otherwise, for types wider than a byte)\n"
     "  --no-checksum            record no checksums in DST\n"
     "  --no-verify              do not check SRC's recorded checksums\n"
     "  --skip-unsupported       skip datasets tsnap cannot represent, warning\n"
@@ -613,8 +614,10 @@ static int parse(int argc, char **argv, options *o, int *done)
                 o->write.shuffle = 0;
             else if (!strcmp(optarg, "auto"))
                 o->write.shuffle = -1;
+            else if (!strcmp(optarg, "bit"))
+                o->write.shuffle = TSNAP_SHUFFLE_BIT;
             else
-                return cli_usage("--shuffle wants on, off or auto, not '%s'", optarg), -1;
+                return cli_usage("--shuffle wants on, off, auto or bit, not '%s'", optarg), -1;
             break;
         case 'n': o->write.checksum = 0; break;
         case 'V': o->verify = 0; break;

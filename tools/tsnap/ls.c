@@ -134,7 +134,7 @@ static void json_tensor(tsnap_reader *r, const char *name)
     printf(", \"virtual\": %s, \"parts\": %zu",
            info.map_status == TSNAP_MAP_VIRTUAL ? "true" : "false", info.nparts);
     if (info.map_status == TSNAP_MAP_VIRTUAL) /* each part has its own */
-        printf(", \"codec\": null, \"shuffle\": null, \"filters\": [");
+        printf(", \"codec\": null, \"shuffle\": null, \"bitshuffle\": null, \"filters\": [");
     else
         printf(", \"codec\": \"%s\", \"shuffle\": %s, \"filters\": [",
                info.codec >= 0 && info.codec <= TSNAP_CODEC_LZ4 ? codecs[info.codec] : "other",
