@@ -25,7 +25,8 @@
 extern const test_entry dtype_tests[], roundtrip_tests[], describe_tests[], hyperslab_tests[],
     checksum_tests[], damaged_tests[], commit_tests[], attrs_tests[], args_tests[],
     names_tests[], hdf5_tests[], threads_tests[], lzf_tests[], lzf_host_tests[],
-    codecs_tests[], device_tests[], store_tests[], virtual_tests[], table_tests[];
+    codecs_tests[], device_tests[], store_tests[], virtual_tests[], table_tests[],
+    strings_tests[];
 #ifdef TSNAP_TEST_GPU
 extern const test_entry gpu_tests[];
 #endif
@@ -45,6 +46,7 @@ static const struct {
     {"store", store_tests},
     {"virtual", virtual_tests},
     {"table", table_tests},
+    {"strings", strings_tests},
 #ifdef TSNAP_TEST_GPU
     {"gpu", gpu_tests},
 #endif
