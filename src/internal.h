@@ -548,18 +548,21 @@ int tsnap__table_write(tsnap_table *t, hid_t file, const char *path, struct time
 int tsnap__table_stamp(const char *tmp, const struct timespec *mtime);
 void tsnap__table_clear(tsnap_table *t);
 
-typedef struct tsnap_table_entry {
-    char *name;
-    tsnap_tensor_info info; /* complete when `flat` */
-    bool flat;
-} tsnap_table_entry;
+/* A file's index, checked: entry k (in the writer's order) is named
+ * names[k] (malloc'ed; a taker sets it NULL) and starts at blob + at[k]. */
 typedef struct tsnap_table_loaded {
-    tsnap_table_entry *entries;
-    size_t count;
+    uint8_t *buf;
+    const uint8_t *blob;
+    size_t len, count;
+    size_t *at;
+    char **names;
 } tsnap_table_loaded;
 /* The index of an open file, when it has one that still describes it
  * (file: HDF5's, fd: its descriptor); false: walk the file. */
 bool tsnap__table_load(hid_t file, int fd, tsnap_table_loaded *out);
+/* Entry k's description; *flat: complete, its bytes lying at offset. */
+void tsnap__table_entry(const tsnap_table_loaded *t, size_t k, tsnap_tensor_info *info,
+                        bool *flat);
 void tsnap__table_loaded_clear(tsnap_table_loaded *t);
 
 /* ---- writer.c, for the store ---------------------------------------- */

@@ -33,6 +33,7 @@ struct attr_cache_entry {
  * change under the reader. */
 struct described {
     bool done;
+    bool indexed; /* listed from the file's index: a type of tsnap's own */
     tsnap_tensor_info info;
     tsnap_vds *vds; /* a virtual dataset's blocks */
     bool enums_done;
@@ -105,9 +106,15 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* An entry of the index: its name and where it is in the index. */
+struct named_entry {
+    char *name;
+    size_t k;
+};
+
 static int cmp_entries(const void *a, const void *b)
 {
-    return strcmp(((const tsnap_table_entry *)a)->name, ((const tsnap_table_entry *)b)->name);
+    return strcmp(((const struct named_entry *)a)->name, ((const struct named_entry *)b)->name);
 }
 
 /* Lists the tensors from the file's index, when it has one that still
@@ -116,21 +123,27 @@ static int cmp_entries(const void *a, const void *b)
 static bool list_from_index(tsnap_reader *r)
 {
     tsnap_table_loaded ix;
-    bool ok;
+    struct named_entry *order = NULL;
+    bool ok, flat;
     if (!tsnap__table_load(r->file, r->fd, &ix))
         return false;
-    qsort(ix.entries, ix.count, sizeof *ix.entries, cmp_entries);
-    ok = (r->names = calloc(ix.count + 1, sizeof *r->names)) &&
+    ok = (order = malloc((ix.count + 1) * sizeof *order)) &&
+         (r->names = malloc((ix.count + 1) * sizeof *r->names)) &&
          (r->desc = calloc(ix.count + 1, sizeof *r->desc));
+    for (size_t k = 0; ok && k < ix.count; k++)
+        order[k] = (struct named_entry){ix.names[k], k};
+    if (ok)
+        qsort(order, ix.count, sizeof *order, cmp_entries);
     for (size_t i = 0; ok && i < ix.count; i++) {
-        tsnap_table_entry *e = &ix.entries[i];
-        ok = i == 0 || strcmp(e->name, r->names[i - 1]) != 0; /* one entry per name */
-        r->names[r->count++] = e->name;
-        e->name = NULL;
-        r->desc[i].info = e->info;
-        r->desc[i].done = e->flat;
+        ok = i == 0 || strcmp(order[i].name, r->names[i - 1]) != 0; /* one entry per name */
+        r->names[r->count++] = order[i].name;
+        ix.names[order[i].k] = NULL;
+        tsnap__table_entry(&ix, order[i].k, &r->desc[i].info, &flat);
+        r->desc[i].done = flat;
+        r->desc[i].indexed = true;
     }
     r->cap = r->count;
+    free(order);
     tsnap__table_loaded_clear(&ix);
     if (!ok) {
         for (size_t i = 0; i < r->count; i++)
@@ -779,6 +792,9 @@ int tsnap_reader_enum(tsnap_reader *r, const char *name, const tsnap_enum_member
     TSNAP_CHECK_ARG(members != NULL && count != NULL);
     *members = NULL;
     *count = 0;
+    ptrdiff_t i = name ? find_name(r, name) : -1;
+    if (i >= 0 && r->desc[i].indexed) /* tsnap wrote it: no enum but its bool */
+        return 0;
     if ((err = tensor_open(r, name, &t)) < 0) /* the name checked, the type too */
         return err;
     d = &r->desc[find_name(r, name)];

@@ -130,74 +130,109 @@ int tsnap__table_stamp(const char *tmp, const struct timespec *mtime)
     return utimensat(AT_FDCWD, tmp, times, 0);
 }
 
-/* The entries of an index blob, checked; false when anything is off. */
+/* Decodes the entry at b[pos..len) into *info (*flat: its bytes lie at
+ * info->offset); returns the position after it, or 0 when it is damaged. */
+static void format_sum(uint64_t h, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(TSNAP_CHECKSUM_PREFIX);
+    memcpy(out, TSNAP_CHECKSUM_PREFIX, n);
+    for (int i = 15; i >= 0; i--, h >>= 4)
+        out[n + (size_t)i] = hex[h & 15];
+    out[n + 16] = '\0';
+}
+
+static size_t decode_entry(const uint8_t *b, size_t pos, size_t len, tsnap_tensor_info *info,
+                           bool *flat, size_t *name_at, size_t *name_len, bool want_sum)
+{
+    if (len - pos < 2)
+        return 0;
+    size_t n = (size_t)b[pos] | (size_t)b[pos + 1] << 8;
+    pos += 2;
+    if (n == 0 || len - pos < n + 4 || memchr(b + pos, 0, n))
+        return 0;
+    *name_at = pos;
+    *name_len = n;
+    pos += n;
+    int dtype = b[pos], ndim = b[pos + 1], flags = b[pos + 2];
+    pos += 4;
+    if (ndim > TSNAP_MAX_NDIM || tsnap_dtype_size((tsnap_dtype)dtype) == 0 ||
+        len - pos < 16 * (size_t)ndim + 33)
+        return 0;
+    memset(info, 0, sizeof *info);
+    info->dtype = (tsnap_dtype)dtype;
+    info->ndim = ndim;
+    for (int k = 0; k < ndim; k++, pos += 16) {
+        info->shape[k] = (int64_t)get_u64(b + pos);
+        info->chunk[k] = (int64_t)get_u64(b + pos + 8);
+        if (info->shape[k] < 0)
+            return 0;
+    }
+    info->chunked = (flags & 2) != 0;
+    info->nbytes = get_u64(b + pos);
+    info->stored_bytes = get_u64(b + pos + 8);
+    info->offset = get_u64(b + pos + 16);
+    if ((flags & 4) && want_sum) /* "xxh3-64:" and 16 lowercase hex digits */
+        format_sum(get_u64(b + pos + 24), info->checksum);
+    pos += 33;
+    *flat = (flags & 1) != 0;
+    uint64_t nelems, nbytes;
+    if (tsnap__shape_size(ndim, info->shape, tsnap_dtype_size(info->dtype), &nelems, &nbytes) <
+            0 ||
+        nbytes != info->nbytes)
+        return 0;
+    info->codec = TSNAP_CODEC_NONE;
+    if (*flat) {
+        info->map_status = nbytes ? TSNAP_MAP_OK : TSNAP_MAP_EMPTY;
+        info->length = nbytes;
+        if (!nbytes)
+            info->offset = 0;
+    }
+    return pos;
+}
+
+/* Checks every entry of an index blob and notes where each starts, with
+ * its name; false when anything is off. */
 static bool parse(const uint8_t *b, size_t len, size_t count, tsnap_table_loaded *out)
 {
     size_t pos = 0;
-    if (count > len / 40 + 1 || !(out->entries = calloc(count ? count : 1, sizeof *out->entries)))
+    tsnap_tensor_info info;
+    bool flat;
+    if (count > len / 38 + 1 || !(out->at = malloc((count ? count : 1) * sizeof *out->at)) ||
+        !(out->names = calloc(count ? count : 1, sizeof *out->names)))
         return false;
     for (size_t i = 0; i < count; i++) {
-        tsnap_table_entry *e = &out->entries[i];
-        tsnap_tensor_info *info = &e->info;
-        if (len - pos < 2)
+        size_t name_at, name_len, next = decode_entry(b, pos, len, &info, &flat, &name_at,
+                                                      &name_len, false);
+        if (!next || !(out->names[i] = strndup((const char *)b + name_at, name_len)))
             return false;
-        size_t n = (size_t)b[pos] | (size_t)b[pos + 1] << 8;
-        pos += 2;
-        if (n == 0 || len - pos < n + 4 || memchr(b + pos, 0, n))
-            return false;
-        if (!(e->name = strndup((const char *)b + pos, n)))
-            return false;
+        out->at[i] = pos;
         out->count = i + 1;
-        pos += n;
-        int dtype = b[pos], ndim = b[pos + 1], flags = b[pos + 2];
-        pos += 4;
-        if (ndim > TSNAP_MAX_NDIM || tsnap_dtype_size((tsnap_dtype)dtype) == 0 ||
-            len - pos < 16 * (size_t)ndim + 33)
-            return false;
-        info->dtype = (tsnap_dtype)dtype;
-        info->ndim = ndim;
-        for (int k = 0; k < ndim; k++, pos += 16) {
-            info->shape[k] = (int64_t)get_u64(b + pos);
-            info->chunk[k] = (int64_t)get_u64(b + pos + 8);
-            if (info->shape[k] < 0)
-                return false;
-        }
-        info->chunked = (flags & 2) != 0;
-        info->nbytes = get_u64(b + pos);
-        info->stored_bytes = get_u64(b + pos + 8);
-        info->offset = get_u64(b + pos + 16);
-        if (flags & 4)
-            tsnap__checksum_format(get_u64(b + pos + 24), info->checksum, sizeof info->checksum);
-        pos += 33;
-        e->flat = (flags & 1) != 0;
-        uint64_t nelems, nbytes;
-        if (tsnap__shape_size(ndim, info->shape, tsnap_dtype_size(info->dtype), &nelems,
-                              &nbytes) < 0 ||
-            nbytes != info->nbytes)
-            return false;
-        info->codec = TSNAP_CODEC_NONE;
-        if (e->flat) {
-            info->map_status = nbytes ? TSNAP_MAP_OK : TSNAP_MAP_EMPTY;
-            info->length = nbytes;
-            if (!nbytes)
-                info->offset = 0;
-        }
+        pos = next;
     }
     return pos == len;
 }
 
+void tsnap__table_entry(const tsnap_table_loaded *t, size_t k, tsnap_tensor_info *info,
+                        bool *flat)
+{
+    size_t name_at, name_len;
+    (void)decode_entry(t->blob, t->at[k], t->len, info, flat, &name_at, &name_len, true);
+}
+
 void tsnap__table_loaded_clear(tsnap_table_loaded *t)
 {
-    for (size_t i = 0; t->entries && i < t->count; i++)
-        free(t->entries[i].name);
-    free(t->entries);
+    for (size_t i = 0; t->names && i < t->count; i++)
+        free(t->names[i]);
+    free(t->names);
+    free(t->at);
+    free(t->buf);
     memset(t, 0, sizeof *t);
 }
 
 bool tsnap__table_load(hid_t file, int fd, tsnap_table_loaded *out)
 {
     hid_t attr = H5I_INVALID_HID, space = H5I_INVALID_HID, type = H5I_INVALID_HID;
-    uint8_t *buf = NULL;
     struct stat st;
     bool ok = false;
     hssize_t n;
@@ -211,21 +246,24 @@ bool tsnap__table_load(hid_t file, int fd, tsnap_table_loaded *out)
     if ((attr = H5Aopen(file, "tsnap_index", H5P_DEFAULT)) < 0 ||
         (space = H5Aget_space(attr)) < 0 || (type = H5Aget_type(attr)) < 0 ||
         H5Tget_class(type) != H5T_INTEGER || H5Tget_size(type) != 1 ||
-        H5Sget_simple_extent_ndims(space) != 1 || (n = H5Sget_simple_extent_npoints(space)) < HEADER ||
-        !(buf = malloc((size_t)n)) || H5Aread(attr, H5T_NATIVE_UINT8, buf) < 0)
+        H5Sget_simple_extent_ndims(space) != 1 ||
+        (n = H5Sget_simple_extent_npoints(space)) < HEADER || !(out->buf = malloc((size_t)n)) ||
+        H5Aread(attr, H5T_NATIVE_UINT8, out->buf) < 0)
         goto done;
     /* The file is as the writer left it: its modification time is still
      * the one the writer gave it, after writing the index. */
-    if (memcmp(buf, MAGIC, 8) != 0 || get_u64(buf + 40) != (uint64_t)n - HEADER ||
-        (int64_t)get_u64(buf + 16) != (int64_t)st.st_mtim.tv_sec ||
-        (int64_t)get_u64(buf + 24) != (int64_t)st.st_mtim.tv_nsec ||
-        XXH3_64bits(buf + HEADER, (size_t)n - HEADER) != get_u64(buf + 32))
+    const uint8_t *b = out->buf;
+    if (memcmp(b, MAGIC, 8) != 0 || get_u64(b + 40) != (uint64_t)n - HEADER ||
+        (int64_t)get_u64(b + 16) != (int64_t)st.st_mtim.tv_sec ||
+        (int64_t)get_u64(b + 24) != (int64_t)st.st_mtim.tv_nsec ||
+        XXH3_64bits(b + HEADER, (size_t)n - HEADER) != get_u64(b + 32))
         goto done;
-    ok = parse(buf + HEADER, (size_t)n - HEADER, get_u64(buf + 8), out);
+    out->blob = b + HEADER;
+    out->len = (size_t)n - HEADER;
+    ok = parse(out->blob, out->len, get_u64(b + 8), out);
 done:
     if (!ok)
         tsnap__table_loaded_clear(out);
-    free(buf);
     tsnap__h5close(type);
     tsnap__h5close(space);
     tsnap__h5close(attr);
