@@ -36,8 +36,15 @@ from repeat to repeat; the table gives the median):
            gzip-1+shuffle, lz4, zstd and blosc-lz4 (hdf5plugin), with the
            compression ratio (logical bytes / bytes on disk); uncompressed
            peers as references.
+  noisy    the smooth field plus Gaussian noise of sigma 2e-3 (fixed seed): noise
+           in its low bits, so that byte shuffling leaves them mixed with the
+           compressible high bits (gzip-1+shuffle ratio ~1.5).  tsnap zstd and
+           lz4 with their default shuffle (bit before zstd, byte before lz4)
+           and with the other one, against h5py gzip-1+shuffle, blosc-lz4 and
+           hdf5plugin's Bitshuffle(lz4).
   small    10,000 tensors of 4 KiB (float32, 1024 elements, fresh random):
-           save all into one file (page cache), load all.
+           save all into one file (page cache), load all, and open the file
+           and list its names (tsnap.open().keys(), `tsnap ls`, h5py, npz).
   store    a 1 GiB float32 state saved into a tsnap.Store every repeat: how long
            save(wait=False) keeps the caller waiting (until it may change its
            arrays; the background write is then waited for, untimed), against
@@ -133,7 +140,7 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FAMILIES = ("tsnap", "numpy", "h5py", "safetensors", "zarr", "memcpy", "raw")
-WORKLOADS = ("big", "smooth", "small", "mapopen", "store")
+WORKLOADS = ("big", "smooth", "noisy", "small", "mapopen", "store")
 MiB = 1 << 20
 GiB = 1 << 30
 
@@ -472,7 +479,7 @@ def many_raw_read(path, outs):
 
 SAVE_OPS = ("save", "save durable")
 OP_ORDER = ("import", "first call", "save", "save durable", "store save", "memcpy", "load",
-            "mmap open", "mmap + copy")
+            "open", "mmap open", "mmap + copy")
 
 
 @dataclass
@@ -745,11 +752,14 @@ def smooth_field(shape):
     return f
 
 
-def tsnap_codec_subject(t, codec):
-    p, a = t.d / f"tsnap-{codec}.h5", t.a
-    return Subject("tsnap", codec or "default", [
-        Op("save", f"save(compression={codec!r}, durable=False)",
-           lambda: tsnap_save(p, a, compression=codec), t.verify(lambda: tsnap_load(p))),
+def tsnap_codec_subject(t, codec, shuffle=None):
+    """tsnap with `codec`; `shuffle` ("byte", "bit") instead of the codec's default."""
+    p, a = t.d / f"tsnap-{codec}-{shuffle}.h5", t.a
+    kw = {"shuffle": shuffle} if shuffle else {}
+    call = ", ".join([f"compression={codec!r}"] + [f"{k}={v!r}" for k, v in kw.items()])
+    return Subject("tsnap", f"{codec}+{shuffle}shuffle" if shuffle else codec or "default", [
+        Op("save", f"save({call}, durable=False)",
+           lambda: tsnap_save(p, a, compression=codec, **kw), t.verify(lambda: tsnap_load(p))),
         Op("load", "load(p, 't')", lambda: tsnap_load(p), t.is_a, FRESH)],
         p, unavailable=tsnap_codec_problem(codec) if codec else None)
 
@@ -764,6 +774,11 @@ H5PY_CODECS = [
                                                          shuffle=hdf5plugin.Blosc.SHUFFLE)),
      "lz4"),
 ]
+# the noisy field's peers: gzip (the ratio to match), blosc-lz4 (the speed
+# to beat) and hdf5plugin's own bit shuffle with LZ4
+H5PY_NOISY = [v for v in H5PY_CODECS if v[0] in ("gzip-1+shuffle", "blosc-lz4+shuffle")] + [
+    ("bitshuffle-lz4 (hdf5plugin.Bitshuffle())", lambda: dict(hdf5plugin.Bitshuffle(cname="lz4")),
+     "lz4")]
 
 
 def h5py_codec_subject(t, variant, filter_kw, vs):
@@ -811,6 +826,35 @@ def smooth_sections(d, args, rng):
     yield sec
 
 
+def noisy_sections(d, args, rng):
+    shape = (512, 512) if args.quick else (8192, 8192)
+    a = smooth_field(shape)
+    a += np.random.default_rng(2026).standard_normal(shape, dtype=np.float32) * np.float32(2e-3)
+    t = OneTensor(d, a, prefaulted(shape), tsnap_chunks(d, a), durable=False, mapped=False)
+    subjects = [memcpy_subject(t), raw_subject(t)]
+    subjects += [tsnap_codec_subject(t, "zstd"), tsnap_codec_subject(t, "zstd", "byte"),
+                 tsnap_codec_subject(t, "lz4"), tsnap_codec_subject(t, "lz4", "bit")]
+    subjects += [h5py_codec_subject(t, *v) for v in H5PY_NOISY]
+    sec = Section("noisy", f"{fmt_bytes(a.nbytes)} smooth float32 field with noise in its low"
+                  f" bits {shape}, chunks {t.chunks}", a.nbytes, args.repeat, subjects)
+    gz, blosc = "gzip-1+shuffle", "blosc-lz4+shuffle"
+    sec.key_ratios = [
+        ("zstd (bit shuffle) save vs h5py gzip-1+shuffle (target >= 10, ratio >= gzip's)",
+         row_id("save", "tsnap", "zstd"), row_id("save", "h5py", gz)),
+        ("zstd+byteshuffle save vs h5py gzip-1+shuffle", row_id("save", "tsnap", "zstd+byteshuffle"),
+         row_id("save", "h5py", gz)),
+        ("lz4 (byte shuffle) save vs h5py blosc-lz4+shuffle (target >= 1.5)",
+         row_id("save", "tsnap", "lz4"), row_id("save", "h5py", blosc)),
+        ("lz4+bitshuffle save vs h5py blosc-lz4+shuffle", row_id("save", "tsnap", "lz4+bitshuffle"),
+         row_id("save", "h5py", blosc)),
+        ("zstd load vs h5py gzip-1+shuffle read_direct", row_id("load", "tsnap", "zstd"),
+         row_id("load", "h5py", gz, "ds.read_direct(out)")),
+        ("lz4 load vs h5py blosc-lz4+shuffle read_direct", row_id("load", "tsnap", "lz4"),
+         row_id("load", "h5py", blosc, "ds.read_direct(out)")),
+    ]
+    yield sec
+
+
 @dataclass
 class Many:
     """What the builders of the many-small-tensors subjects share."""
@@ -830,14 +874,55 @@ class Many:
 
 
 def many_subject(m, system, name, save_call, save, load_call, load, unavailable=None,
-                 memory="new arrays", max_repeats=None):
-    """A peer that saves the dict into `name` and loads it back as a dict."""
+                 memory="new arrays", max_repeats=None, open_call=None, names=None):
+    """A peer that saves the dict into `name` and loads it back as a dict;
+    with `names`, also opens the file and lists the names (`open_call`)."""
     p = m.d / name
-    return Subject(system, "default", [
-        Op("save", save_call, lambda: save(p, m.tensors), lambda _: m.is_tensors(load(p)),
-           max_repeats=max_repeats),
-        Op("load", load_call, lambda: load(p), m.is_tensors, memory, max_repeats=max_repeats)],
-        p, unavailable=unavailable)
+    ops = [Op("save", save_call, lambda: save(p, m.tensors), lambda _: m.is_tensors(load(p)),
+              max_repeats=max_repeats),
+           Op("load", load_call, lambda: load(p), m.is_tensors, memory, max_repeats=max_repeats)]
+    if names:
+        ops.append(Op("open", open_call, lambda: names(p), lambda r: sorted(r) == sorted(m.tensors),
+                      "names only", max_repeats=max_repeats))
+    return Subject(system, "default", ops, p, unavailable=unavailable)
+
+
+def many_tsnap_names(path):
+    with tsnap.open(path) as f:
+        return f.keys()
+
+
+def many_h5py_names(path):
+    with h5py.File(path, "r") as f:
+        return list(f)
+
+
+def many_numpy_names(path):
+    with np.load(path) as z:
+        return list(z.files)
+
+
+def tsnap_cli():
+    """The `tsnap` command next to the tsnap package that is measured."""
+    env = os.environ.get("TSNAP_CLI")
+    if env:
+        return Path(env)
+    return Path(tsnap.__file__).resolve().parent.parent.parent / "tools" / "tsnap"
+
+
+def many_cli_subject(m):
+    """`tsnap ls` of a file of the tensors (a process: its start included)."""
+    p, cli = m.d / "tsnap-ls.h5", tsnap_cli()
+
+    def ls():
+        out = subprocess.run([str(cli), "ls", str(p)], capture_output=True, text=True, check=True)
+        rows = out.stdout.splitlines()[1:-1]  # less the header and the total
+        return [line.split()[0] for line in rows if line.strip()]
+    return Subject("tsnap", "command", [
+        Op("open", "tsnap ls p (the command, process start included)", ls,
+           lambda r: sorted(r) == sorted(m.tensors), "names only")],
+        p, setup=lambda: many_tsnap_save(p, m.tensors),
+        unavailable=None if cli.exists() else f"no tsnap command at {cli}")
 
 
 def many_raw_subject(m):
@@ -864,12 +949,16 @@ def small_sections(d, args, rng):
         many_memcpy_subject(m),
         many_raw_subject(m),
         many_subject(m, "tsnap", "tsnap.h5", "save(dict, durable=False)", many_tsnap_save,
-                     "load(p) (dict)", many_tsnap_load),
+                     "load(p) (dict)", many_tsnap_load, open_call="open(p).keys()",
+                     names=many_tsnap_names),
+        many_cli_subject(m),
         many_subject(m, "numpy", "numpy.npz", "np.savez", many_numpy_savez,
-                     "np.load(.npz)[k] for every k", many_numpy_loadz),
+                     "np.load(.npz)[k] for every k", many_numpy_loadz,
+                     open_call="np.load(p).files", names=many_numpy_names),
         many_subject(m, "h5py", "h5py.h5", "create_dataset per tensor", many_h5py_save,
                      "ds[()] per dataset", many_h5py_load, H5PY_MISSING,
-                     "new arrays (h5py: numpy.zeros)"),
+                     "new arrays (h5py: numpy.zeros)", open_call="list(File(p))",
+                     names=many_h5py_names),
         many_subject(m, "safetensors", "st.safetensors", "save_file", many_safetensors_save,
                      "load_file", many_safetensors_load, SAFETENSORS_MISSING),
         # ~2 ms per array each way: two repeats keep the run short
@@ -880,14 +969,18 @@ def small_sections(d, args, rng):
     sec = Section("small", f"{count:,} float32 tensors of 4 KiB (1024 elements), fresh random",
                   nbytes, args.repeat, subjects, items=count)
     sec.key_ratios = [
-        ("save vs h5py dataset per tensor", row_id("save", "tsnap", "default"),
+        ("save vs h5py dataset per tensor (target >= 3)", row_id("save", "tsnap", "default"),
          row_id("save", "h5py", "default")),
-        ("load vs h5py ds[()] per dataset", row_id("load", "tsnap", "default"),
+        ("load vs h5py ds[()] per dataset (target >= 5)", row_id("load", "tsnap", "default"),
          row_id("load", "h5py", "default")),
         ("save vs np.savez", row_id("save", "tsnap", "default"),
          row_id("save", "numpy", "default")),
-        ("load vs np.load(.npz)", row_id("load", "tsnap", "default"),
+        ("load vs np.load(.npz) (target >= 10)", row_id("load", "tsnap", "default"),
          row_id("load", "numpy", "default")),
+        ("open + names vs h5py list(File(p))", row_id("open", "tsnap", "default"),
+         row_id("open", "h5py", "default")),
+        ("open + names vs np.load(p).files", row_id("open", "tsnap", "default"),
+         row_id("open", "numpy", "default")),
         ("save vs safetensors save_file", row_id("save", "tsnap", "default"),
          row_id("save", "safetensors", "default")),
         ("load vs safetensors load_file", row_id("load", "tsnap", "default"),
@@ -1277,7 +1370,8 @@ PLAIN_SECTIONS = {"overwrite": overwrite_sections, "weights": weights_sections,
 PLAIN_WORKLOADS = tuple(PLAIN_SECTIONS)
 
 
-SECTIONS = {"big": big_sections, "smooth": smooth_sections, "small": small_sections,
+SECTIONS = {"big": big_sections, "smooth": smooth_sections, "noisy": noisy_sections,
+            "small": small_sections,
             "mapopen": mapopen_sections, "store": store_sections}
 
 
