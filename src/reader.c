@@ -226,8 +226,8 @@ int tsnap_reader_open(tsnap_reader **out, const char *path)
     *out = NULL;
     TSNAP_CHECK_ARG(path != NULL && *path != '\0');
     if (stat(path, &st) < 0)
-        return tsnap__err(errno == ENOENT || errno == ENOTDIR ? TSNAP_ENOTFOUND : TSNAP_EIO,
-                          path, NULL, "cannot open: %s", strerror(errno));
+        return tsnap__syserr(errno == ENOENT || errno == ENOTDIR ? TSNAP_ENOTFOUND : TSNAP_EIO,
+                             errno, path, NULL, "cannot open");
     if (S_ISDIR(st.st_mode))
         return tsnap__err(TSNAP_EINVAL, path, NULL, "is a directory, not a file");
     /* A file this process may not read is not a damaged one: say so before
@@ -235,8 +235,8 @@ int tsnap_reader_open(tsnap_reader **out, const char *path)
     {
         int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0)
-            return tsnap__err(errno == ENOENT ? TSNAP_ENOTFOUND : TSNAP_EIO, path, NULL,
-                              "cannot open: %s", strerror(errno));
+            return tsnap__syserr(errno == ENOENT ? TSNAP_ENOTFOUND : TSNAP_EIO, errno, path,
+                                 NULL, "cannot open");
         close(fd);
     }
 

@@ -365,7 +365,14 @@ class File(collections.abc.Mapping):
         if name not in self._index:
             raise errors.KeyError(f"{self.path}: no tensor '{name}'")
         key = encode_name(self.path, name)
-        return Tensor(self, name, key, reader.describe(key))
+        try:
+            info = reader.describe(key)
+        except errors.TypeError:
+            if self._is_string(name):
+                raise errors.TypeError(f"{self.path}: '{name}' is a string, not a tensor:"
+                                       " tsnap.load(path, name) reads it") from None
+            raise
+        return Tensor(self, name, key, info)
 
     def __contains__(self, name):
         self._r()
@@ -445,6 +452,18 @@ class File(collections.abc.Mapping):
         """`values` (every dataset's, by full name) as the file's tree."""
         return _nested.build(self.path, values, self._r().groups(), self._pytype)
 
+    def _subtree(self, group, mmap, verify, number):
+        """Group `group` as load(nested=True) gives the whole file."""
+        prefix = group + "/"
+        names = [n for n in self._names if n.startswith(prefix)]
+        if number is not None:
+            values = self._load_to(names, number, verify)
+        else:
+            values = dict(zip(names, self._load_whole(names, mmap, verify)))
+        groups = [g[len(prefix):] for g in self._r().groups() if g.startswith(prefix)]
+        return _nested.build(self.path, {n[len(prefix):]: v for n, v in values.items()}, groups,
+                             lambda n: self._pytype(prefix + n), self._pytype(group))
+
     def _map_part(self, part, name, mmap):
         """The whole block `part` of tensor `name`, mapped from its part
         file (kept for the next region of it); None when mmap="auto" and
@@ -520,8 +539,9 @@ def load(path, name=None, *, mmap=False, verify=False, device=None, nested=False
     nested=True gives the file's tree instead: a dict per group, lists
     and tuples back as lists, Python ints, floats, bools and complex
     numbers back as such (what tsnap.save of a nested structure wrote; see
-    docs/PYTHON.md), any other 0-d tensor as a 0-d array.  A single string
-    dataset loads as str (text) or bytes, nested or not.
+    docs/PYTHON.md), any other 0-d tensor as a 0-d array; with `name` a
+    group, that group's tree.  A single string dataset loads as str (text)
+    or bytes, nested or not.
 
     device="cuda" (or "cuda:N") reads into that GPU's memory instead, as
     tsnap.DeviceArray objects (see Tensor.to); mmap must then be False.
@@ -544,6 +564,8 @@ def load(path, name=None, *, mmap=False, verify=False, device=None, nested=False
     with File(path) as f:
         if name is not None:
             name = f._name(name)
+            if nested and name not in f._index and name in f._r().groups():
+                return f._subtree(name, mmap, verify, number)
             if name not in f._index:
                 raise errors.KeyError(f"{f.path}: no tensor '{name}'")
             if number is not None:

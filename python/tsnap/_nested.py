@@ -196,14 +196,15 @@ def _decimal(key):
         return False
 
 
-def build(path, values, groups, pytype_of):
+def build(path, values, groups, pytype_of, root_kind=None):
     """The nested structure of a file: `values` maps full dataset names to
     what they load as, `groups` lists every group, `pytype_of(name)` gives
     a dataset's or group's tsnap_pytype (or None).  0-d tensors with a
     recorded Python type become that type, tensors saved from lists of
-    numbers lists again; other 0-d tensors stay 0-d arrays."""
+    numbers lists again; other 0-d tensors stay 0-d arrays.  `root_kind` is
+    the top group's own tsnap_pytype."""
     root = {}
-    kinds = {}
+    kinds = {"": root_kind}
 
     def node(name):
         parts = name.split("/")

@@ -286,6 +286,22 @@ def test_names_and_values_hdf5_cannot_hold_are_refused_before_writing(tmp_path, 
     assert os.listdir(tmp_path) == []
 
 
+def test_a_group_loads_as_its_own_tree(tmp_path):
+    path = tmp_path / "g.h5"
+    tree = {"opt": {"groups": [{"lr": 0.5, "name": "a"}, {"lr": 0.25, "name": "b"}],
+                    "state": {1: {"step": 3}}}, "w": np.arange(3)}
+    tsnap.save(path, tree)
+    assert tsnap.load(path, "opt/groups", nested=True) == tree["opt"]["groups"]
+    assert tsnap.load(path, "opt/state", nested=True) == {1: {"step": 3}}
+    assert tsnap.load(path, "opt/groups/1", nested=True) == {"lr": 0.25, "name": "b"}
+    assert tsnap.load(path, "opt/groups/1/name") == "b"
+    with pytest.raises(tsnap.errors.KeyError):
+        tsnap.load(path, "opt/groups")  # a group, not a tensor: nested=True reads it
+    with tsnap.open(path) as f, pytest.raises(tsnap.errors.TypeError) as info:
+        f["opt/groups/0/name"]
+    assert "is a string" in str(info.value) and "tsnap.load" in str(info.value)
+
+
 def test_a_top_level_path_still_nests_as_before(tmp_path):
     path = tmp_path / "p.h5"
     tsnap.save(path, {"grid/x": np.arange(3), "grid/y": np.arange(4), "u": np.ones(2)})

@@ -218,6 +218,39 @@ def _run_case(place, how, base, rng, seed):
             np.testing.assert_array_equal(loaded[k], v)
 
 
+READ_AS_NOBODY = """
+import json, os, sys, tsnap
+if os.geteuid() == 0:
+    os.setgid(65534)
+    os.setuid(65534)
+try:
+    tsnap.load(sys.argv[1])
+except tsnap.Error as e:
+    print(json.dumps([type(e).__name__, isinstance(e, OSError), e.errno, e.strerror,
+                      e.filename, str(e)]))
+"""
+
+
+def test_a_file_that_cannot_be_opened_is_an_os_error_with_errno(base):
+    missing = os.path.join(base, "missing.h5")
+    with pytest.raises(tsnap.errors.FileNotFoundError) as info:
+        tsnap.load(missing)
+    e = info.value
+    assert (e.errno, e.strerror, e.filename) == (errno.ENOENT, os.strerror(errno.ENOENT), missing)
+    assert str(e) == f"{missing}: cannot open: {os.strerror(errno.ENOENT)}"
+    private = os.path.join(base, "private.h5")
+    tsnap.save(private, {"x": np.arange(3)})
+    os.chmod(private, 0o000)
+    proc = run_python(READ_AS_NOBODY, private)
+    assert proc.returncode == 0, proc.stderr
+    if os.geteuid() != 0 and not proc.stdout.strip():
+        pytest.skip("this user reads files of mode 000")
+    name, is_os, code, words, filename, msg = json.loads(proc.stdout)
+    assert name == "OSError" and is_os and code == errno.EACCES, proc.stdout
+    assert words == os.strerror(errno.EACCES) and filename == private
+    _check_message(msg, private, words)
+
+
 def test_errno_is_none_for_failures_that_are_not_the_systems(tmp_path):
     path = tmp_path / "x.h5"
     path.write_bytes(b"not an HDF5 file at all" * 100)
