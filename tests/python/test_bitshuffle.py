@@ -3,11 +3,14 @@ exactly the byte format of the bitshuffle filter (32008) that hdf5plugin
 writes and reads.  h5py + hdf5plugin read tsnap's chunks and tsnap reads
 hdf5plugin's, in each of the filter's forms (no compression, LZ4, zstd),
 for every element size."""
+import json
+
 import h5py
 import numpy as np
 import pytest
 
 import tsnap
+from clihelpers import tsnap as tsnap_cli
 from pyhelpers import DTYPES, assert_bits_equal, assert_same_values, expected_from_h5py, values
 
 hdf5plugin = pytest.importorskip("hdf5plugin")
@@ -114,3 +117,20 @@ def test_shuffle_takes_only_its_values(tmp_path):
     tsnap.save(tmp_path / "y.h5", {"a": a}, compression="lz4")  # auto: byte shuffle for lz4
     with h5py.File(tmp_path / "y.h5", "r") as f:
         assert f["a"].id.get_create_plist().get_filter(0)[0] == 2
+
+
+def test_the_command_copies_with_bit_shuffle_and_lists_it(tmp_path, seed):
+    rng = np.random.default_rng([seed, 9])
+    a = values(rng, "float32", (300, 70))
+    src, dst = tmp_path / "src.h5", tmp_path / "dst.h5"
+    tsnap.save(src, {"a": a})
+    tsnap_cli("cp", "--compression", "lz4", "--shuffle", "bit", src, dst, expect=0)
+    with h5py.File(dst, "r") as f:
+        dcpl = f["a"].id.get_create_plist()
+        assert [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())] == [32008, 32004]
+        assert_bits_equal(f["a"][()], a, "a")
+    (t,) = json.loads(tsnap_cli("ls", "--json", dst, expect=0).stdout)["tensors"]
+    assert t["bitshuffle"] is True and t["shuffle"] is False and t["codec"] == "lz4"
+    assert "lz4+bitshuffle" in tsnap_cli("ls", dst, expect=0).stdout
+    assert "wants on, off, auto or bit" in tsnap_cli("cp", "--shuffle", "bits", src,
+                                                     tmp_path / "x.h5", expect=2).stderr
