@@ -266,12 +266,35 @@ static tsnap_dtype int_dtype(size_t size, bool is_signed)
     }
 }
 
+/* Whether an integer, bitfield or float type (an enum: its base) holds
+ * its bits inside its bytes: HDF5 converts a damaged one (precision or
+ * offset beyond its size) by writing past its buffers. */
+static bool atom_is_sane(hid_t t)
+{
+    H5T_class_t c = H5Tget_class(t);
+    hid_t base;
+    bool ok;
+    if (c == H5T_ENUM) {
+        if ((base = H5Tget_super(t)) < 0)
+            return false;
+        ok = H5Tget_class(base) == H5T_INTEGER && atom_is_sane(base) &&
+             H5Tget_size(base) == H5Tget_size(t);
+        H5Tclose(base);
+        return ok;
+    }
+    if (c != H5T_INTEGER && c != H5T_BITFIELD && c != H5T_FLOAT)
+        return true;
+    size_t size = H5Tget_size(t), prec = H5Tget_precision(t);
+    int off = H5Tget_offset(t);
+    return size >= 1 && size <= 16 && prec >= 1 && off >= 0 && (size_t)off + prec <= 8 * size;
+}
+
 /* True if the enum's members are exactly FALSE=0 and TRUE=1 (h5py's test). */
 static bool enum_is_bool(hid_t t)
 {
     int n = H5Tget_nmembers(t);
     bool seen_false = false, seen_true = false;
-    if (n != 2)
+    if (n != 2 || !atom_is_sane(t))
         return false;
     /* Compare values as native long long whatever the base's order or size. */
     for (unsigned i = 0; i < 2; i++) {
@@ -460,7 +483,7 @@ int tsnap__enum_members(hid_t t, tsnap_enum_member **out, size_t *count)
 
     *out = NULL;
     *count = 0;
-    if (H5Tget_class(t) != H5T_ENUM || enum_is_bool(t))
+    if (H5Tget_class(t) != H5T_ENUM || !atom_is_sane(t) || enum_is_bool(t))
         return 0;
     if ((base = H5Tget_super(t)) < 0 || (n = H5Tget_nmembers(t)) < 0) {
         err = TSNAP_EFORMAT;
@@ -518,6 +541,12 @@ int tsnap__dtype_of_h5(hid_t t, tsnap_dtype *dtype, hid_t *memtype, bool *mappab
     *mappable = false;
     *big_endian = type_big_endian(t);
     why[0] = '\0';
+    if (!atom_is_sane(t)) {
+        snprintf(why, whylen, "HDF5 %s type of %zu bytes is damaged (its bits lie outside it)",
+                 class_name(c), H5Tget_size(t));
+        H5Eclear2(H5E_DEFAULT);
+        return TSNAP_ETYPE;
+    }
 
     switch (c) {
     case H5T_INTEGER:

@@ -207,15 +207,19 @@ static PyObject *reader_enum(ReaderObject *self, PyObject *args)
         Py_RETURN_NONE;
     if (!(out = PyDict_New()))
         return NULL;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) { /* names as the file has them: not always UTF-8 */
+        PyObject *k = PyUnicode_DecodeUTF8(m[i].name, (Py_ssize_t)strlen(m[i].name),
+                                           "backslashreplace");
         PyObject *v = info.dtype == TSNAP_UINT64
                           ? PyLong_FromUnsignedLongLong((unsigned long long)(uint64_t)m[i].value)
                           : PyLong_FromLongLong((long long)m[i].value);
-        if (!v || PyDict_SetItemString(out, m[i].name, v) < 0) {
+        if (!k || !v || PyDict_SetItem(out, k, v) < 0) {
+            Py_XDECREF(k);
             Py_XDECREF(v);
             Py_DECREF(out);
             return NULL;
         }
+        Py_DECREF(k);
         Py_DECREF(v);
     }
     return out;

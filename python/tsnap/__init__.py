@@ -10,7 +10,8 @@ MPI jobs save one snapshot of their distributed tensors with tsnap.Shard
 and comm= (tsnap.save, tsnap.Store).
 """
 from . import _core, errors
-from .errors import CudaError, Error, FormatError, IntegrityError, NotMappableError, StateError
+from .errors import (CudaError, Error, FilterError, FormatError, IntegrityError,
+                     NotMappableError, StateError)
 from ._file import File, Part, Tensor, load, open, verify
 from ._save import save
 from ._shard import Shard
@@ -42,5 +43,5 @@ __all__ = [
     "save", "load", "open", "verify", "File", "Tensor", "Part", "DeviceArray", "Store", "Shard",
     "get_threads", "set_threads",
     "Error", "FormatError", "IntegrityError", "NotMappableError", "CudaError", "StateError",
-    "errors",
+    "FilterError", "errors",
 ]

@@ -331,6 +331,7 @@ for name in sys.argv[2:]:
         tsnap.load(sys.argv[1], name)
         out[name] = ["loaded", ""]
     except tsnap.Error as e:
+        assert type(e) is not tsnap.FilterError or issubclass(tsnap.FilterError, tsnap.Error)
         out[name] = [type(e).__name__, str(e),
                      isinstance(e, tsnap.FormatError), isinstance(e, OSError)]
 print(json.dumps(out))
@@ -358,7 +359,7 @@ def test_without_hdf5plugin_a_missing_filter_is_a_filter_error_naming_it(plugins
         codec = name.split("_")[0]
         if codec == "bitshuffle" and kind == "loaded":
             continue  # tsnap decodes bitshuffle itself
-        assert kind == "FilterError", (name, got[name])
+        assert kind == "FilterError", (name, got[name])  # tsnap.FilterError
         assert not got[name][2] and got[name][3], name  # not FormatError; an OSError
         for word in (str(path), f"'{name}'", str(PLUGIN_FILTERS[codec][0]), codec,
                      "hdf5plugin", "HDF5_PLUGIN_PATH"):
