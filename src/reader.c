@@ -1477,8 +1477,11 @@ static int string_kind(tsnap_reader *r, const char *name)
         tsnap__h5close(type);
         tsnap__h5close(dset);
     }
-    tsnap__err(TSNAP_ETYPE, NULL, NULL, "%s%s", msg,
-               kind ? " (a string: read it with tsnap_reader_read_string)" : "");
+    if (kind)
+        tsnap__err(TSNAP_ETYPE, r->path, name, "a single string (%s), not a tensor",
+                   kind == TSNAP_STRING_UTF8 ? "text" : "bytes");
+    else
+        tsnap__err(TSNAP_ETYPE, NULL, NULL, "%s", msg);
     return kind;
 }
 

@@ -378,6 +378,20 @@ def test_the_command_lists_verifies_and_copies_strings_and_the_structure(tmp_pat
     cp = subprocess.run([cli, "cp", "-q", str(src), str(dst)], capture_output=True, text=True)
     assert cp.returncode == 0 and cp.stderr == "", cp.stderr
     assert_same_tree(tsnap.load(dst, nested=True), _expected(tree))
+    diff = subprocess.run([cli, "diff", str(src), str(dst)], capture_output=True, text=True)
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    other = tmp_path / "other.h5"
+    tsnap.save(other, dict(tree, s="hello"))
+    diff = subprocess.run([cli, "diff", str(src), str(other)], capture_output=True, text=True)
+    assert diff.returncode == 1 and "s: strings differ" in diff.stdout, diff.stdout
+    out = tmp_path / "npy"
+    export = subprocess.run([cli, "export", "-q", str(src), "-o", str(out)], capture_output=True,
+                            text=True)
+    assert export.returncode == 0, export.stderr
+    assert "'s' is a string (str), not a tensor: not exported" in export.stderr
+    np.testing.assert_array_equal(np.load(out / "m" / "w.npy"), tree["m"]["w"])
+    info = subprocess.run([cli, "info", str(src)], capture_output=True, text=True)
+    assert info.returncode == 0 and "2 single strings" in info.stdout, info.stdout
 
 
 def test_a_distributed_save_refuses_what_it_cannot_write_clearly(tmp_path):

@@ -336,6 +336,32 @@ static int describe(side *sd, const char *name, tsnap_tensor_info *info, cli_pro
     return 0;
 }
 
+/* Compares single strings: the same bytes and the same kind. */
+static int compare_strings(side *sa, side *sb, const char *name, const tsnap_tensor_info *ia,
+                           const tsnap_tensor_info *ib, const options *o, cli_progress *p)
+{
+    char *a = NULL, *b = NULL;
+    size_t la = 0, lb = 0;
+    int status = SAME;
+
+    cli_progress_clear(p);
+    if (cli_read_string(sa->r, name, &a, &la) < 0 || cli_read_string(sb->r, name, &b, &lb) < 0) {
+        cli_error("%s", *tsnap_errmsg() ? tsnap_errmsg() : "out of memory");
+        status = TROUBLE;
+    } else if (ia->string != ib->string || la != lb || memcmp(a, b, la) != 0) {
+        status = DIFFERENT;
+        if (!o->quiet)
+            printf("%s: strings differ (%s of %zu bytes in %s, %s of %zu bytes in %s)\n", name,
+                   cli_string_kind(ia->string), la, sa->path, cli_string_kind(ib->string), lb,
+                   sb->path);
+    } else if (!o->quiet && o->verbose) {
+        printf("%s: same\n", name);
+    }
+    free(a);
+    free(b);
+    return status;
+}
+
 /* Compares tensor `name`, which is in at least one of the files. */
 static int compare_tensor(side *sa, side *sb, const char *name, const options *o,
                           cli_progress *p)
@@ -353,6 +379,9 @@ static int compare_tensor(side *sa, side *sb, const char *name, const options *o
             printf("%s: only in %s\n", name, in_a ? sa->path : sb->path);
         return DIFFERENT;
     }
+    if (tsnap_reader_describe(sa->r, name, &ia) == TSNAP_ETYPE && ia.string &&
+        tsnap_reader_describe(sb->r, name, &ib) == TSNAP_ETYPE && ib.string)
+        return compare_strings(sa, sb, name, &ia, &ib, o, p);
     if (describe(sa, name, &ia, p) < 0 || describe(sb, name, &ib, p) < 0)
         return TROUBLE;
     if (ia.dtype != ib.dtype) {

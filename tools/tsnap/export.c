@@ -373,7 +373,7 @@ static int export_to_dir(tsnap_reader *r, const char *path, char **names, size_t
                          const options *o)
 {
     uint64_t total = 0;
-    size_t failed = 0, count = names ? n : tsnap_reader_count(r);
+    size_t failed = 0, strings = 0, count = names ? n : tsnap_reader_count(r);
     char *below = malloc(strlen(o->output) + 3);
     cli_progress p;
 
@@ -396,6 +396,14 @@ static int export_to_dir(tsnap_reader *r, const char *path, char **names, size_t
     cli_progress_start(&p, "export", total);
     for (size_t i = 0; i < count; i++) {
         const char *name = names ? names[i] : tsnap_reader_name(r, i);
+        tsnap_tensor_info info;
+        if (tsnap_reader_describe(r, name, &info) == TSNAP_ETYPE && info.string) {
+            cli_progress_clear(&p);
+            cli_warn("%s: '%s' is a string (%s), not a tensor: not exported", path, name,
+                     cli_string_kind(info.string));
+            strings++;
+            continue;
+        }
         char *dst = path_in(path, o->output, name);
         if (!dst || make_parents(dst) < 0) {
             if (dst)
@@ -408,8 +416,8 @@ static int export_to_dir(tsnap_reader *r, const char *path, char **names, size_t
     }
     cli_progress_end(&p);
     if (!o->quiet)
-        printf("%zu tensor%s written to %s\n", count - failed, count - failed == 1 ? "" : "s",
-               o->output);
+        printf("%zu tensor%s written to %s\n", count - failed - strings,
+               count - failed - strings == 1 ? "" : "s", o->output);
     if (failed)
         cli_error("%zu of %zu tensors not exported", failed, count);
     return failed ? CLI_FAIL : CLI_OK;

@@ -181,7 +181,7 @@ static int info_file(const char *path, int json)
     tsnap_reader *r;
     h5_details h5;
     uint64_t nbytes = 0, stored = 0;
-    size_t n, mappable = 0, unreadable = 0, virt = 0;
+    size_t n, mappable = 0, unreadable = 0, virt = 0, strings = 0;
     const char *producer, *created;
     char a[16], b[16], c[16];
     int version;
@@ -196,7 +196,8 @@ static int info_file(const char *path, int json)
     for (size_t i = 0; i < n; i++) {
         tsnap_tensor_info info;
         if (tsnap_reader_describe(r, tsnap_reader_name(r, i), &info) < 0) {
-            unreadable++;
+            strings += info.string != TSNAP_STRING_NONE;
+            unreadable += info.string == TSNAP_STRING_NONE;
             continue;
         }
         nbytes += info.nbytes;
@@ -218,10 +219,10 @@ static int info_file(const char *path, int json)
         printf(", \"file_size\": %" PRIu64 ", \"hdf5\": {\"superblock_version\": %u, "
                "\"free_space\": %" PRIu64 ", \"userblock\": %" PRIu64 "}",
                h5.file_size, h5.superblock, h5.free_space, h5.userblock);
-        printf(", \"tensors\": %zu, \"unreadable\": %zu, \"mappable\": %zu, \"virtual\": %zu"
-               ", \"size_with_parts\": %" PRIu64 ", \"nbytes\": %" PRIu64
+        printf(", \"tensors\": %zu, \"unreadable\": %zu, \"strings\": %zu, \"mappable\": %zu"
+               ", \"virtual\": %zu, \"size_with_parts\": %" PRIu64 ", \"nbytes\": %" PRIu64
                ", \"stored_bytes\": %" PRIu64 ", \"attrs\": ",
-               n, unreadable, mappable, virt, with_parts, nbytes, stored);
+               n, unreadable, strings, mappable, virt, with_parts, nbytes, stored);
         print_attrs(r, NULL, 1);
         fputc('}', stdout);
         tsnap_reader_free(r);
@@ -248,6 +249,8 @@ static int info_file(const char *path, int json)
     printf("; %zu mappable", mappable);
     if (virt)
         printf("; %zu virtual (their blocks in part files: tsnap info PATH NAME)", virt);
+    if (strings)
+        printf("; %zu single string%s", strings, strings == 1 ? "" : "s");
     if (unreadable)
         printf("; %zu tsnap cannot read", unreadable);
     printf("\nattributes:\n");
