@@ -48,6 +48,27 @@ def _timed(fn):
     return result, filled, len(inside), t1 - t0
 
 
+def _free_share(seconds):
+    """The share of 10 ms buckets the spinner runs in while this thread
+    waits without the GIL for `seconds`: what this machine, as loaded as it
+    is now, lets a thread have."""
+    _, filled, inside, _ = _timed(lambda: time.sleep(seconds))
+    return filled / inside if inside else 1.0
+
+
+def assert_spinner_ran(filled, inside, took, what):
+    """A call that held the GIL throughout would leave the spinner no bucket
+    at all; one that releases it leaves the spinner a good part of the share
+    it gets beside a GIL-free wait (less than all of it: the call's own
+    threads compete with it for the cores).  A quarter of that share, then,
+    which holds on a busy machine too."""
+    share = _free_share(min(took, 1.0))
+    assert filled >= 0.25 * share * inside and filled > 0, (
+        f"the spinner ran in {filled} of the {inside} 10 ms buckets inside the "
+        f"{took:.3f} s {what}, against {share:.0%} of them beside a GIL-free wait: "
+        f"the {what} holds the GIL")
+
+
 @pytest.fixture(scope="module")
 def big(tmp_path_factory):
     """64 MiB of smooth float64 data, deflated: slow to inflate. Its save is
@@ -63,18 +84,14 @@ def test_a_python_thread_keeps_running_while_a_large_compressed_load_runs(big):
     path, data, _ = big
     got, filled, inside, took = _timed(lambda: tsnap.load(path, "x"))
     assert inside >= 8, f"the load took {took:.3f} s: too short to measure, use more data"
-    assert filled >= 0.8 * inside, (
-        f"the spinner ran in {filled} of the {inside} 10 ms buckets inside the "
-        f"{took:.3f} s load: the load holds the GIL")
+    assert_spinner_ran(filled, inside, took, "load")
     assert_bits_equal(got, data)
 
 
 def test_a_python_thread_keeps_running_while_a_large_compressed_save_runs(big):
     _, _, (filled, inside, took) = big
     assert inside >= 8, f"the save took {took:.3f} s: too short to measure"
-    assert filled >= 0.8 * inside, (
-        f"the spinner ran in {filled} of the {inside} 10 ms buckets inside the "
-        f"{took:.3f} s save: the save holds the GIL")
+    assert_spinner_ran(filled, inside, took, "save")
 
 
 def test_a_python_thread_keeps_running_while_a_tensor_is_sliced_and_verified(big):
@@ -84,10 +101,12 @@ def test_a_python_thread_keeps_running_while_a_tensor_is_sliced_and_verified(big
     with tsnap.open(path) as f:
         t = f["x"]
         got, filled, inside, took = _timed(lambda: [t[: len(t) // 2] for _ in range(6)][-1])
-        assert inside >= 4 and filled >= 0.8 * inside, (filled, inside, took)
+        assert inside >= 4, (filled, inside, took)
+        assert_spinner_ran(filled, inside, took, "slicing")
         assert_bits_equal(got, data[: len(data) // 2])
     _, filled, inside, took = _timed(lambda: [tsnap.verify(path) for _ in range(6)])
-    assert inside >= 4 and filled >= 0.8 * inside, (filled, inside, took)
+    assert inside >= 4, (filled, inside, took)
+    assert_spinner_ran(filled, inside, took, "verify")
 
 
 def _run_threads(n, work):
