@@ -60,6 +60,7 @@ class Store:
                                   staging_bytes=staging_bytes, **options)
         self._write_options = options
         self._keep_last = keep_last
+        self._readonly = bool(readonly)
 
     def _options(self, keep_last, staging_bytes, compression, checksum, chunk_bytes, durable,
                  threads):
@@ -112,6 +113,8 @@ class Store:
         empty mappings, which the C store does not stage: written here,
         after the background saves, before save() returns."""
         store = self._s()
+        if self._readonly:
+            raise errors.StateError(f"{self.directory}: the store was opened read only")
         store.wait()
         if step in store.steps():
             raise errors.FileExistsError(f"{path}: step {step} is already saved")

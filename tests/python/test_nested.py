@@ -360,6 +360,12 @@ def test_a_store_saves_and_loads_nested_checkpoints(tmp_path, seed):
         assert tsnap.open(s.path(5)).attrs["note"] == "n"
         with pytest.raises(tsnap.errors.FileExistsError):
             s.save(5, {"again": "x"})
+    with tsnap.Store(tmp_path / "run", readonly=True) as s:
+        for tensors in ({"n": 1}, {"w": np.ones(2)}):
+            with pytest.raises(tsnap.StateError) as info:
+                s.save(7, tensors)
+            assert "read only" in str(info.value)
+        assert s.steps() == [4, 5]
 
 
 def test_the_command_lists_verifies_and_copies_strings_and_the_structure(tmp_path, seed):
