@@ -1232,11 +1232,11 @@ int tsnap_writer_put_group(tsnap_writer *w, const char *name)
     TSNAP_CHECK_ARG(w != NULL);
     if ((err = tsnap__writer_target(w, name, &file, &lcpl)) < 0)
         return err;
-    if ((group = H5Gcreate2(file, name, lcpl, H5P_DEFAULT, H5P_DEFAULT)) < 0) {
+    if ((group = H5Gcreate2(file, name, lcpl, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+        H5Gclose(group) < 0) {
         w->state = W_FAILED;
         return tsnap__h5err(TSNAP_EIO, w->path, name, "creating the group failed");
     }
-    H5Gclose(group);
     return 0;
 }
 
@@ -1261,6 +1261,7 @@ int tsnap_writer_set_pytype(tsnap_writer *w, const char *name, const char *type)
     if ((obj = H5Oopen(w->file, name, H5P_DEFAULT)) < 0)
         return tsnap__h5err(TSNAP_EIO, w->path, name, "cannot open it");
     err = tsnap__attr_write_string(obj, "tsnap_pytype", type, w->path, name);
-    H5Oclose(obj);
+    if (H5Oclose(obj) < 0 && err == 0)
+        err = tsnap__h5err(TSNAP_EIO, w->path, name, "cannot close it");
     return err;
 }
