@@ -12,9 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "run.py"
-WORKLOADS = ("big", "smooth", "small", "mapopen", "store")
-# the store's section measures tsnap against memcpy alone
-SYSTEMS = {"store": {"tsnap", "memcpy"}}
+WORKLOADS = ("big", "smooth", "noisy", "small", "mapopen", "store")
+# the store's section measures tsnap against memcpy alone; the noisy field
+# against h5py's compressed peers
+SYSTEMS = {"store": {"tsnap", "memcpy"}, "noisy": {"tsnap", "h5py", "memcpy", "raw"}}
 FAMILIES = ("tsnap", "numpy", "h5py", "safetensors", "zarr", "memcpy", "raw")
 
 _missing = [m for m in ("h5py", "hdf5plugin", "safetensors", "zarr")
