@@ -578,8 +578,9 @@ int tsnap_plugin_path_append(const char *dir)
     return err;
 }
 
-/* Hands HDF5 the directories added since the last call; whether there
- * were any.  An entry of HDF5's list that is no directory goes first:
+/* Hands HDF5 the directories added since the last call that exist;
+ * whether there were any.  An entry of HDF5's list that is no directory
+ * goes first:
  * HDF5 1.10 stops searching at a directory it cannot open, and its
  * default one (where HDF5_PLUGIN_PATH is not set) often does not exist. */
 static bool plugin_path_apply(void)
@@ -598,8 +599,11 @@ static bool plugin_path_apply(void)
                 H5PLremove(i);
         }
     }
-    for (; plugin_applied < plugin_ndirs; plugin_applied++)
-        added |= H5PLappend(plugin_dirs[plugin_applied]) >= 0;
+    for (; plugin_applied < plugin_ndirs; plugin_applied++) {
+        struct stat st;
+        if (stat(plugin_dirs[plugin_applied], &st) == 0 && S_ISDIR(st.st_mode))
+            added |= H5PLappend(plugin_dirs[plugin_applied]) >= 0;
+    }
     pthread_mutex_unlock(&plugin_lock);
     H5Eclear2(H5E_DEFAULT);
     return added;

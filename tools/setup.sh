@@ -207,7 +207,8 @@ run_ctest_sanitized() {
 run_pytest_cli_sanitized() {
     step "pytest tests/python/test_cli_*.py with build-asan/tools/tsnap"
     TSNAP_CLI=$BUILD_ASAN/tools/tsnap PYTHONPATH="$BUILD/python${PYTHONPATH:+:$PYTHONPATH}" \
-        "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$ROOT"/tests/python/test_cli_*.py ||
+        "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$ROOT"/tests/python/test_cli_*.py \
+        "$ROOT"/tests/python/test_foreign_cli.py ||
         fail "pytest of the sanitized tsnap command failed"
 }
 

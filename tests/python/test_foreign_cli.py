@@ -5,13 +5,14 @@ codecs and enum members; what export and cp write equals h5py's read."""
 import json
 
 import h5py
+import hdf5plugin
 import numpy as np
 import pytest
 
 import oracle
 import pyhelpers
 import tsnap as tsnap_py
-from clihelpers import tsnap
+from clihelpers import cli_path, tsnap
 from test_foreign_h5py import write_enums, write_plugin_filters, write_unwritten
 
 OK_EXITS = (0, 1, 2)
@@ -41,10 +42,32 @@ def foreign(tmp_path_factory, seed):
     return files
 
 
-def run(*args):
-    proc = tsnap(*args)
+@pytest.fixture(scope="module")
+def no_plugins(tmp_path_factory):
+    """An empty plug-in directory: the command's runs see no plug-ins but
+    those a test names (netCDF4, once imported, points HDF5_PLUGIN_PATH at
+    its own, and every child process would inherit them)."""
+    return tmp_path_factory.mktemp("no-plugins")
+
+
+def run(*args, plugins=None):
+    proc = tsnap(*args, env={"HDF5_PLUGIN_PATH": str(plugins or NO_PLUGINS[0])})
     assert proc.returncode in OK_EXITS, (args, pyhelpers.describe_exit(proc))
     return proc
+
+
+NO_PLUGINS = []
+
+
+@pytest.fixture(autouse=True)
+def _isolated_plugins(no_plugins):
+    NO_PLUGINS[:] = [no_plugins]
+
+
+def sanitized():
+    """Whether the command is a sanitizer build: plug-ins (blosc's global
+    context) leak what they allocate, which is not the command's."""
+    return b"__asan_init" in cli_path().read_bytes()
 
 
 @pytest.mark.parametrize("kind", ["unwritten", "enums", "plugins", "tables", "netcdf"])
@@ -78,11 +101,22 @@ def test_ls_names_plugin_codecs_and_enum_members(foreign):
     assert info["enum"] and info["dtype"] == "uint32"
 
 
+def test_a_missing_plugin_fails_the_command_naming_the_filter(foreign):
+    proc = run("verify", foreign["plugins"])
+    assert proc.returncode != 0
+    assert "32001 (blosc)" in proc.stderr and "HDF5_PLUGIN_PATH" in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize("kind", ["unwritten", "enums", "plugins"])
 def test_export_and_cp_of_h5py_files_equal_h5py_reads(foreign, kind, tmp_path):
     path = foreign[kind]
-    run("export", path, "-o", tmp_path / "npy")
-    proc = run("cp", path, tmp_path / "copy.h5")
+    plugins = None
+    if kind == "plugins":
+        if sanitized():
+            pytest.skip("plug-ins leak in a sanitizer build")
+        plugins = hdf5plugin.PLUGIN_PATH  # the C library honours HDF5_PLUGIN_PATH
+    run("export", path, "-o", tmp_path / "npy", plugins=plugins)
+    proc = run("cp", path, tmp_path / "copy.h5", plugins=plugins)
     copied = tsnap_py.load(tmp_path / "copy.h5") if proc.returncode == 0 else {}
     with h5py.File(path, "r") as f:
         names = []
