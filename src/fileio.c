@@ -100,18 +100,37 @@ int tsnap__fsync_dir_of(const char *path, const char *file)
  * RETIRE_MAX old files wait for it; a replace that finds them all
  * pending waits for one.  Where names cannot be exchanged, rename()
  * with the old file held open still keeps the teardown out of it.
+ *
+ * The closer holds an old file until the next save begins, or for 10 s
+ * (RETIRE_LINGER_NS): the pages it frees then are taken at once by that
+ * save's writes, as a truncating np.save reuses its file's pages.  Pages
+ * freed early sit idle, and idle memory of a virtual machine may go back
+ * to its host, to be slow to touch again (~7x on the machines measured):
+ * a 1 GiB save over the same name ran 1.2-1.4x np.save's speed with the
+ * wait, 0.55x without.  The old file's space comes back as late as that.
  */
 
 #define RETIRE_MAX 4
+#define RETIRE_LINGER_NS 10000000000LL
 
 static pthread_mutex_t retire_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t retire_work = PTHREAD_COND_INITIALIZER; /* a file to close */
 static pthread_cond_t retire_room = PTHREAD_COND_INITIALIZER; /* a place in the queue */
 static int retire_fds[RETIRE_MAX];
+static int64_t retire_due[RETIRE_MAX];  /* when to close it at the latest (monotonic ns) */
+static unsigned retire_seen[RETIRE_MAX]; /* retire_begun when it was queued */
+static unsigned retire_begun;            /* saves begun so far */
 static int retire_queued;  /* in retire_fds, oldest first */
 static int retire_closing; /* taken by the closer, not closed yet */
 static bool retire_started;
 static pthread_once_t retire_once = PTHREAD_ONCE_INIT;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 static void *retire_main(void *arg)
 {
@@ -120,8 +139,20 @@ static void *retire_main(void *arg)
     for (;;) {
         while (!retire_queued)
             pthread_cond_wait(&retire_work, &retire_mu);
+        /* the oldest waits for the next save, a full queue or its time */
+        while (retire_queued && retire_queued < RETIRE_MAX &&
+               retire_seen[0] == retire_begun && now_ns() < retire_due[0]) {
+            struct timespec until = {(time_t)(retire_due[0] / 1000000000LL),
+                                     (long)(retire_due[0] % 1000000000LL)};
+            pthread_cond_timedwait(&retire_work, &retire_mu, &until);
+        }
+        if (!retire_queued)
+            continue;
         int fd = retire_fds[0];
-        memmove(retire_fds, retire_fds + 1, (size_t)--retire_queued * sizeof *retire_fds);
+        --retire_queued;
+        memmove(retire_fds, retire_fds + 1, (size_t)retire_queued * sizeof *retire_fds);
+        memmove(retire_due, retire_due + 1, (size_t)retire_queued * sizeof *retire_due);
+        memmove(retire_seen, retire_seen + 1, (size_t)retire_queued * sizeof *retire_seen);
         retire_closing++;
         pthread_mutex_unlock(&retire_mu);
         close(fd);
@@ -131,6 +162,8 @@ static void *retire_main(void *arg)
     }
     return NULL;
 }
+
+static void retire_cond_init(void);
 
 /* fork() holds the queue still; the child, which has no closer, closes
  * its copies of the queued descriptors itself (the one being closed at
@@ -144,13 +177,35 @@ static void retire_child(void)
     retire_queued = retire_closing = 0;
     retire_started = false;
     pthread_mutex_init(&retire_mu, NULL);
-    pthread_cond_init(&retire_work, NULL);
+    retire_cond_init();
+}
+
+/* The closer's deadlines are monotonic. */
+static void retire_cond_init(void)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&retire_work, &attr);
+    pthread_condattr_destroy(&attr);
     pthread_cond_init(&retire_room, NULL);
 }
 
 static void retire_register(void)
 {
+    retire_cond_init();
     pthread_atfork(retire_prepare, retire_parent, retire_child);
+}
+
+void tsnap__save_begins(void)
+{
+    if (!__atomic_load_n(&retire_started, __ATOMIC_RELAXED))
+        return; /* nothing was ever retired */
+    pthread_mutex_lock(&retire_mu);
+    retire_begun++;
+    if (retire_queued)
+        pthread_cond_signal(&retire_work);
+    pthread_mutex_unlock(&retire_mu);
 }
 
 /* The closer, started on first use (with retire_mu held); false if no
@@ -174,8 +229,8 @@ static bool retire_start(void)
     rc = pthread_create(&th, &attr, retire_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
-    retire_started = rc == 0;
-    return retire_started;
+    __atomic_store_n(&retire_started, rc == 0, __ATOMIC_RELAXED);
+    return rc == 0;
 }
 
 /* Hands fd (-1: nothing) to the closer; errno is kept. */
@@ -195,7 +250,9 @@ static void retire(int fd)
     }
     while (retire_queued + retire_closing >= RETIRE_MAX)
         pthread_cond_wait(&retire_room, &retire_mu);
-    retire_fds[retire_queued++] = fd;
+    retire_fds[retire_queued] = fd;
+    retire_due[retire_queued] = now_ns() + RETIRE_LINGER_NS;
+    retire_seen[retire_queued++] = retire_begun;
     pthread_cond_signal(&retire_work);
     pthread_mutex_unlock(&retire_mu);
     errno = saved;

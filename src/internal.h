@@ -149,6 +149,8 @@ int tsnap__fsync_dir_of(const char *path, const char *file);
  * on a closer thread, not in the caller.  0, or -1 with errno set (nothing
  * changed). */
 int tsnap__replace(const char *tmp, const char *path);
+/* A save begins: the closer lets go of the files it holds (fileio.c). */
+void tsnap__save_begins(void);
 
 /* ---- attrs.c ----------------------------------------------------- */
 
