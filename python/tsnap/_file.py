@@ -514,9 +514,9 @@ def open(path):
 
 
 def _map_one(path, name):
-    """load(path, name, mmap=True) of a tensor that maps, in one library
-    call that opens the file without listing its tensors; None for
-    anything else: the full path then maps it or says why not."""
+    """load(path, name, mmap=True) of a tensor that maps, in one call into
+    the library, without the File's list of names; None for anything
+    else: the full path then maps it or says why not."""
     if not isinstance(name, str):
         return None
     try:
