@@ -779,9 +779,10 @@ TSNAP_API int tsnap_writer_put_group(tsnap_writer *w, const char *name);
 /**
  * Records what kind of value of the program's language the tensor,
  * string or group `name` (put already) holds, as its string attribute
- * `tsnap_pytype` (docs/FORMAT.md lists the values Python's package
- * writes: "int", "float", "bool", "complex", "list", "tuple").  `type` is
- * 1 to 31 characters of [a-z0-9_].  Setting it again replaces it.
+ * `tsnap_pytype` (docs/FORMAT.md §3.1 lists the values Python's package
+ * writes: "int", "float", "bool", "complex", "list", "tuple", "intkeys",
+ * "none", "bytes").  `type` is 1 to 31 characters of [a-z0-9_].  Setting
+ * it again replaces it.
  */
 TSNAP_API int tsnap_writer_set_pytype(tsnap_writer *w, const char *name, const char *type);
 
