@@ -193,7 +193,7 @@ typedef struct tsnap_write_options {
     unsigned int version;  /**< TSNAP_WRITE_OPTIONS_VERSION */
     tsnap_codec codec;     /**< default TSNAP_CODEC_NONE */
     int level;             /**< codec level; 0 picks the codec's default.  deflate
-                                1..9 (default 1), zstd -7..22 (default 1); lz4 has
+                                1..9 (default 1), zstd -7..22 (default -1); lz4 has
                                 no levels (only 0) */
     int shuffle;           /**< TSNAP_SHUFFLE_*: the shuffle before the codec:
                                 -1 auto (default: bit shuffle for zstd, byte

@@ -239,7 +239,7 @@ const char *tsnap__bitshuffle_decode(const unsigned *cd, size_t ncd, const void 
 /* The most bytes encoding nbytes can give. */
 size_t tsnap__codec_bound(tsnap_codec codec, size_t nbytes);
 
-/* The level a codec gets when asked for 0 (deflate 1, zstd 1). */
+/* The level a codec gets when asked for 0 (deflate 1, zstd -1). */
 int tsnap__codec_default_level(tsnap_codec codec);
 
 /* Encodes n bytes into dst (cap bytes, at least the bound) in the HDF5

@@ -233,7 +233,7 @@ def save(path, tensors, *, attrs=None, compression=None, checksum=True, chunk_by
     arrays; "step" an integer, "time" a real).  `compression` is None,
     "deflate" (h5py reads it as is), "zstd" or "lz4" (h5py reads them with
     hdf5plugin), or (name, level): deflate 1..9, zstd -7..22; the default
-    level is 1.  `shuffle` reorders each chunk before the codec: "byte"
+    levels are deflate 1, zstd -1.  `shuffle` reorders each chunk before the codec: "byte"
     (HDF5's shuffle filter), "bit" (the bitshuffle filter, which h5py reads
     with hdf5plugin), None (neither) or "auto" (the default: bit shuffle
     with zstd, byte shuffle with deflate and lz4, none for one-byte
