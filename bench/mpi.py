@@ -5,6 +5,7 @@ at 1, 2 and 4 ranks, on one global float32 array split in row blocks.
     .venv/bin/python bench/mpi.py                  # 1 GiB global, 1, 2 and 4 ranks, 3 repeats
     .venv/bin/python bench/mpi.py --quick          # a small array on 2 ranks: a smoke test
     .venv/bin/python bench/mpi.py --ranks 4 --gib 0.25 --repeat 5 --json out.json
+    .venv/bin/python bench/mpi.py --threads 1      # tsnap's pool at 1 thread in each rank
 
 This script is the driver: it starts every measurement as an MPI job of its
 own (`mpirun --oversubscribe --bind-to none -n P`), because parallel HDF5
@@ -113,6 +114,8 @@ def worker(args):
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
+    if args.threads is not None:
+        tsnap.set_threads(args.threads)
     first, count = row_block(args.rows, rank, size)
     shape = (args.rows, args.cols)
     block = fill(first, count, args.cols, args.seed)
@@ -327,6 +330,8 @@ def main():
     ap.add_argument("--json", help="also write every time and median here")
     ap.add_argument("--phdf5", help="the tsnap_mpi_phdf5 program (default: next to tsnap)")
     ap.add_argument("--timeout", type=float, default=600, help="per MPI job (default 600 s)")
+    ap.add_argument("--threads", type=int,
+                    help="tsnap's thread pool in each rank (default: tsnap's, the cores)")
     # the worker's own options
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rows", type=int, help=argparse.SUPPRESS)
@@ -388,6 +393,7 @@ def main():
                             "--rows", str(rows), "--cols", str(args.cols), "--seed", str(seed),
                             "--dir", str(workdir), "--systems", ",".join(order)]
                         cmd += ["--keep"] if args.quick else []
+                        cmd += ["--threads", str(args.threads)] if args.threads is not None else []
                     else:
                         layouts = ["chunked", "contiguous"][::(-1) ** rep]
                         cmd = mpirun_command(ranks) + [str(phdf5), str(workdir), str(rows),
