@@ -388,3 +388,21 @@ def test_filter_names_are_the_registered_ones():
                       32017: "sz", 32026: "blosc2"}.items():
         assert _core.filter_name(fid) == name
     assert _core.filter_name(31999) is None
+
+
+# ---- into CUDA memory -------------------------------------------------------
+
+def test_gpu_unwritten_chunks_and_enums_read_into_device_memory(unwritten, enums):
+    """The host path then the copy: equal to h5py's read, byte for byte."""
+    from test_py_cuda import CU, NO_GPU, to_host
+    if CU is None:
+        pytest.skip(f"no CUDA device: {NO_GPU}")
+    for path, names in ((unwritten[0], list(unwritten[1])), (enums[0], list(enums[1]))):
+        with tsnap.open(path) as f:
+            for name in names:
+                if f[name].tsnap_dtype == "complex32":  # 4 bytes on the device, 8 on the host
+                    continue
+                want = np.ascontiguousarray(f[name][...])  # h5py's read: the tests above
+                for d in (f[name].to("cuda"), tsnap.load(path, name, device="cuda")):
+                    got = to_host(d.__cuda_array_interface__["data"][0], want.nbytes)
+                    assert np.array_equal(got, want.reshape(-1).view(np.uint8)), name
