@@ -149,6 +149,20 @@ def write_enums(path, seed):
                 raw = want.astype(want.dtype.newbyteorder(">" if order == "be" else "<"))
                 dset.write(h5s.ALL, h5s.ALL, raw, mtype=ftype)
                 out[name] = (f"uint{size * 8}", want, None)
+                # chunked, compressed and written in part: zeros elsewhere
+                dcpl = h5p.create(h5p.DATASET_CREATE)
+                dcpl.set_chunk((4,))
+                dcpl.set_deflate(3)
+                space = h5s.create_simple((18,))
+                dset = h5d.create(f.id, (name + "_partial").encode(), ftype, space, dcpl=dcpl)
+                part = random_values(rng, f"u{size}", (6,))
+                space.select_hyperslab((5,), (6,))
+                dset.write(h5s.create_simple((6,)), space,
+                           part.astype(part.dtype.newbyteorder(">" if order == "be" else "<")),
+                           mtype=ftype)
+                full = np.zeros(18, f"u{size}")
+                full[5:11] = part
+                out[name + "_partial"] = (f"uint{size * 8}", full, None)
     return out
 
 
@@ -280,7 +294,8 @@ def test_little_endian_enums_and_bitfields_of_full_width_map(enums):
     path, info = enums
     with tsnap.open(path) as f:
         for name in info:
-            if "_le_" in name and ("contiguous" in name or name.startswith("bitfield")):
+            if "_le_" in name and ("contiguous" in name or name.startswith("bitfield")) \
+                    and not name.endswith("_partial"):
                 assert f[name].mappable, (name, f[name].map_status)
                 m = f[name].numpy(mmap=True)
                 assert pyhelpers.is_mapped(m)
