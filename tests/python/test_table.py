@@ -115,6 +115,13 @@ def test_a_compressed_file_is_listed_from_the_index_and_read_through_hdf5s_chunk
         assert f["t3"].compression == "zstd"
 
 
+def test_strings_and_groups_leave_no_index(tmp_path, seed):
+    path = tmp_path / "n.h5"
+    tsnap.save(path, {"x": np.arange(3.0), "note": "text"})
+    assert not indexed(path)
+    assert sorted(tsnap.load(path)) == ["note", "x"]
+
+
 def _rewrite(path, rng):
     with h5py.File(path, "r+") as f:
         f["a"][...] = rng.standard_normal(1024).astype(np.float32)
