@@ -120,6 +120,10 @@ def test_strings_and_groups_leave_no_index(tmp_path, seed):
     tsnap.save(path, {"x": np.arange(3.0), "note": "text"})
     assert not indexed(path)
     assert sorted(tsnap.load(path)) == ["note", "x"]
+    tsnap.save(path, {"x": np.arange(3.0), "empty": {}})
+    assert not indexed(path)
+    nested = tsnap.load(path, nested=True)
+    assert sorted(nested) == ["empty", "x"] and nested["empty"] == {}
 
 
 def _rewrite(path, rng):
