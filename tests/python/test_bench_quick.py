@@ -82,17 +82,18 @@ def test_bench_plain_quick(tmp_path):
     assert set(PLAIN_SYSTEMS) <= set(report["workloads"])
     for workload, sections in report["workloads"].items():
         assert sections, workload
+        ran = set()
         for sec in sections:
             for row in sec["rows"]:
                 where = f"{workload} / {sec['title']} / {row['id']}"
                 assert row["status"] == "ok", f"{where}: {row['status']}"
                 assert row["check"] is True, f"{where}: loaded != saved"
                 assert row["n"] >= 1 and row["median_s"] is not None, where
-            ran = {row["system"] for row in sec["rows"]}
-            want = PLAIN_SYSTEMS.get(workload, set())
-            assert want <= ran, f"{workload} / {sec['title']}: no row ran for {want - ran}"
+                ran.add(row["system"])
             for key in sec["key_ratios"]:
                 assert key["tsnap_over_peer"] is not None, f"{workload}: {key['what']}"
+        want = PLAIN_SYSTEMS.get(workload, set())
+        assert want <= ran, f"{workload}: no row ran for {want - ran}"
     overwrite = {row["id"] for sec in report["workloads"]["overwrite"] for row in sec["rows"]}
     for op in ("save", "save durable"):
         for variant in ("same name", "new names"):
