@@ -17,8 +17,13 @@ from conftest import VARIANTS
 
 TENSOR_VARIANTS = list(VARIANTS)
 UNFILTERED = [v for v in TENSOR_VARIANTS if v.startswith("plain")]
-# The filter each codec writes, and its one parameter when no level is given.
-CODEC_FILTERS = {"deflate": (h5z.FILTER_DEFLATE, 1), "zstd": (32015, 1), "lz4": (32004, 0)}
+# The filter each codec writes, and its one parameter when no level is given
+# (zstd's -1 as the unsigned 32-bit value).
+CODEC_FILTERS = {"deflate": (h5z.FILTER_DEFLATE, 1), "zstd": (32015, 2**32 - 1), "lz4": (32004, 0)}
+# The shuffle each codec gets by default: bit shuffle (the bitshuffle filter)
+# before zstd, HDF5's byte shuffle before the others.
+BITSHUFFLE = 32008
+SHUFFLE_FILTERS = {"deflate": h5z.FILTER_SHUFFLE, "zstd": BITSHUFFLE, "lz4": h5z.FILTER_SHUFFLE}
 ALL = [(v, d, c) for v in TENSOR_VARIANTS for d in oracle.DTYPE_NAMES for c in oracle.CASES]
 
 
@@ -151,7 +156,8 @@ def test_each_dataset_has_the_layout_of_the_format(c_snapshot, h5files, variant,
         ids = [f[0] for f in filters]
         element = ds.id.get_type().get_size()
         codec_id, default = CODEC_FILTERS[snap.expected["file"]["codec"]]
-        assert ids == ([h5z.FILTER_SHUFFLE, codec_id] if element > 1 else [codec_id])
+        shuffle_id = SHUFFLE_FILTERS[snap.expected["file"]["codec"]]
+        assert ids == ([shuffle_id, codec_id] if element > 1 else [codec_id])
         level = snap.expected["file"]["level"] or default
         assert filters[-1][2] == (level,), "the level (lz4: the block size) is its one parameter"
         assert dcpl.get_alloc_time() == h5d.ALLOC_TIME_INCR
@@ -245,7 +251,8 @@ def test_the_c_reader_describes_the_chunks_and_filters_that_h5py_sees(
     assert rec["filters"] == filters
     named = {fid: codec for codec, (fid, _) in CODEC_FILTERS.items()}
     assert rec["codec"] == next((named[f] for f in filters if f in named), "none")
-    assert rec["shuffle"] == int(h5z.FILTER_SHUFFLE in filters)
+    assert rec["shuffle"] == (1 if h5z.FILTER_SHUFFLE in filters else
+                              2 if BITSHUFFLE in filters else 0)
 
 
 # ---------------------------------------------------------------------------
