@@ -219,7 +219,7 @@ const char *cli_codec_str(const tsnap_tensor_info *info, char *buf, size_t len)
     if (info->codec == TSNAP_CODEC_NONE && info->shuffle)
         snprintf(buf, len, "%s", shuffle);
     else
-        snprintf(buf, len, "%s%s", names[info->codec], info->shuffle ? "+shuffle" : "");
+        snprintf(buf, len, "%s%s%s", names[info->codec], *shuffle ? "+" : "", shuffle);
     return buf;
 }
 

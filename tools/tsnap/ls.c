@@ -136,9 +136,9 @@ static void json_tensor(tsnap_reader *r, const char *name)
     if (info.map_status == TSNAP_MAP_VIRTUAL) /* each part has its own */
         printf(", \"codec\": null, \"shuffle\": null, \"bitshuffle\": null, \"filters\": [");
     else
-        printf(", \"codec\": \"%s\", \"shuffle\": %s, \"filters\": [",
+        printf(", \"codec\": \"%s\", \"shuffle\": %s, \"bitshuffle\": %s, \"filters\": [",
                info.codec >= 0 && info.codec <= TSNAP_CODEC_LZ4 ? codecs[info.codec] : "other",
-               info.shuffle ? "true" : "false");
+               info.shuffle == 1 ? "true" : "false", info.shuffle == 2 ? "true" : "false");
     for (int i = 0; i < info.nfilters; i++)
         printf("%s%d", i ? ", " : "", info.filters[i]);
     printf("], \"nbytes\": %" PRIu64 ", \"stored_bytes\": %" PRIu64, info.nbytes, info.stored_bytes);
