@@ -101,25 +101,25 @@ int tsnap__fsync_dir_of(const char *path, const char *file)
  * pending waits for one.  Where names cannot be exchanged, rename()
  * with the old file held open still keeps the teardown out of it.
  *
- * The closer holds an old file until the next save begins, or for 10 s
- * (RETIRE_LINGER_NS): the pages it frees then are taken at once by that
- * save's writes, as a truncating np.save reuses its file's pages.  Pages
- * freed early sit idle, and idle memory of a virtual machine may go back
- * to its host, to be slow to touch again (~7x on the machines measured):
- * a 1 GiB save over the same name ran 1.2-1.4x np.save's speed with the
- * wait, 0.55x without.  The old file's space comes back as late as that.
+ * The closer holds an old file until the next save under the same name
+ * begins, or for 30 s (RETIRE_LINGER_NS): the pages it frees then are
+ * taken at once by that save's writes, as a truncating np.save reuses
+ * its file's pages.  Pages freed early sit idle, and idle memory of a
+ * virtual machine may go back to its host, to be slow to touch again
+ * (~5-7x on the machines measured: a 1 GiB save over the same name ran
+ * 1.2-1.4x np.save's speed with the wait, 0.5x without).  The old file's
+ * space comes back as late as that.
  */
 
 #define RETIRE_MAX 4
-#define RETIRE_LINGER_NS 10000000000LL
+#define RETIRE_LINGER_NS 30000000000LL
 
 static pthread_mutex_t retire_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t retire_work = PTHREAD_COND_INITIALIZER; /* a file to close */
 static pthread_cond_t retire_room = PTHREAD_COND_INITIALIZER; /* a place in the queue */
 static int retire_fds[RETIRE_MAX];
-static int64_t retire_due[RETIRE_MAX];  /* when to close it at the latest (monotonic ns) */
-static unsigned retire_seen[RETIRE_MAX]; /* retire_begun when it was queued */
-static unsigned retire_begun;            /* saves begun so far */
+static int64_t retire_due[RETIRE_MAX];    /* when to close it (monotonic ns) */
+static uint64_t retire_name[RETIRE_MAX];  /* the hash of the name it had */
 static int retire_queued;  /* in retire_fds, oldest first */
 static int retire_closing; /* taken by the closer, not closed yet */
 static bool retire_started;
@@ -139,20 +139,20 @@ static void *retire_main(void *arg)
     for (;;) {
         while (!retire_queued)
             pthread_cond_wait(&retire_work, &retire_mu);
-        /* the oldest waits for the next save, a full queue or its time */
-        while (retire_queued && retire_queued < RETIRE_MAX &&
-               retire_seen[0] == retire_begun && now_ns() < retire_due[0]) {
-            struct timespec until = {(time_t)(retire_due[0] / 1000000000LL),
-                                     (long)(retire_due[0] % 1000000000LL)};
+        /* the one due first waits for its time, or for a full queue */
+        int i = 0;
+        for (int j = 1; j < retire_queued; j++)
+            i = retire_due[j] < retire_due[i] ? j : i;
+        if (retire_queued < RETIRE_MAX && now_ns() < retire_due[i]) {
+            struct timespec until = {(time_t)(retire_due[i] / 1000000000LL),
+                                     (long)(retire_due[i] % 1000000000LL)};
             pthread_cond_timedwait(&retire_work, &retire_mu, &until);
-        }
-        if (!retire_queued)
             continue;
-        int fd = retire_fds[0];
-        --retire_queued;
-        memmove(retire_fds, retire_fds + 1, (size_t)retire_queued * sizeof *retire_fds);
-        memmove(retire_due, retire_due + 1, (size_t)retire_queued * sizeof *retire_due);
-        memmove(retire_seen, retire_seen + 1, (size_t)retire_queued * sizeof *retire_seen);
+        }
+        int fd = retire_fds[i], rest = --retire_queued - i;
+        memmove(retire_fds + i, retire_fds + i + 1, (size_t)rest * sizeof *retire_fds);
+        memmove(retire_due + i, retire_due + i + 1, (size_t)rest * sizeof *retire_due);
+        memmove(retire_name + i, retire_name + i + 1, (size_t)rest * sizeof *retire_name);
         retire_closing++;
         pthread_mutex_unlock(&retire_mu);
         close(fd);
@@ -197,13 +197,31 @@ static void retire_register(void)
     pthread_atfork(retire_prepare, retire_parent, retire_child);
 }
 
-void tsnap__save_begins(void)
+/* FNV-1a: which queued file a name had. */
+static uint64_t name_hash(const char *path)
 {
+    uint64_t h = 14695981039346656037ULL;
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h;
+}
+
+void tsnap__save_begins(const char *path)
+{
+    uint64_t h;
+    bool due = false;
+
     if (!__atomic_load_n(&retire_started, __ATOMIC_RELAXED))
         return; /* nothing was ever retired */
+    h = name_hash(path);
     pthread_mutex_lock(&retire_mu);
-    retire_begun++;
-    if (retire_queued)
+    for (int i = 0; i < retire_queued; i++) {
+        if (retire_name[i] == h) {
+            retire_due[i] = 0;
+            due = true;
+        }
+    }
+    if (due)
         pthread_cond_signal(&retire_work);
     pthread_mutex_unlock(&retire_mu);
 }
@@ -233,8 +251,9 @@ static bool retire_start(void)
     return rc == 0;
 }
 
-/* Hands fd (-1: nothing) to the closer; errno is kept. */
-static void retire(int fd)
+/* Hands fd (-1: nothing), the file replaced under `path`, to the
+ * closer; errno is kept. */
+static void retire(int fd, const char *path)
 {
     int saved = errno;
 
@@ -252,7 +271,7 @@ static void retire(int fd)
         pthread_cond_wait(&retire_room, &retire_mu);
     retire_fds[retire_queued] = fd;
     retire_due[retire_queued] = now_ns() + RETIRE_LINGER_NS;
-    retire_seen[retire_queued++] = retire_begun;
+    retire_name[retire_queued++] = name_hash(path);
     pthread_cond_signal(&retire_work);
     pthread_mutex_unlock(&retire_mu);
     errno = saved;
@@ -285,7 +304,7 @@ int tsnap__replace(const char *tmp, const char *path)
         renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) == 0) {
         old = retire_open(tmp); /* the old file, now under the temporary name */
         unlink(tmp);
-        retire(old);
+        retire(old, path);
         return 0;
     }
 #else
@@ -299,6 +318,6 @@ int tsnap__replace(const char *tmp, const char *path)
         errno = e;
         return -1;
     }
-    retire(old);
+    retire(old, path);
     return 0;
 }

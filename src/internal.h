@@ -149,8 +149,9 @@ int tsnap__fsync_dir_of(const char *path, const char *file);
  * on a closer thread, not in the caller.  0, or -1 with errno set (nothing
  * changed). */
 int tsnap__replace(const char *tmp, const char *path);
-/* A save begins: the closer lets go of the files it holds (fileio.c). */
-void tsnap__save_begins(void);
+/* A save to `path` begins: the closer lets go of the file it replaced
+ * there last, if it still holds it (fileio.c). */
+void tsnap__save_begins(const char *path);
 
 /* ---- attrs.c ----------------------------------------------------- */
 

@@ -206,7 +206,7 @@ int tsnap_writer_create(tsnap_writer **out, const char *path, const tsnap_write_
         return err;
     opts = &o;
     tsnap__filters_register();
-    tsnap__save_begins(); /* the last save's old file goes now (fileio.c) */
+    tsnap__save_begins(path); /* the file the last save here replaced goes now */
 
     w = calloc(1, sizeof *w);
     if (!w)
