@@ -16,8 +16,21 @@ from pyhelpers import (DTYPES, HERE, assert_bits_equal, assert_same_values, desc
                        expected_from_h5py, run_python, values)
 
 
-def open_fds():
-    return len(os.listdir("/proc/self/fd"))
+def fd_targets(under=None):
+    """What the process's open descriptors name (those under `under`)."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # the listing's own descriptor, closed by now
+        if under is None or target.startswith(str(under) + os.sep):
+            out.append(target)
+    return sorted(out)
+
+
+def open_fds(under=None):
+    return len(fd_targets(under))
 
 
 def leftovers(d):
@@ -25,13 +38,13 @@ def leftovers(d):
     return [p for p in os.listdir(d) if p.endswith(".tsnap-tmp")]
 
 
-def settle_fds(want, limit=5.0):
-    """The descriptor count once the closer has let go of every replaced
-    file (it closes them in the background), or after `limit` seconds."""
+def settle_fds(want, limit=5.0, under=None):
+    """The descriptor count once the closer has closed what it is due to
+    (in the background), or after `limit` seconds."""
     end = time.monotonic() + limit
-    while open_fds() != want and time.monotonic() < end:
+    while open_fds(under) != want and time.monotonic() < end:
         time.sleep(0.01)
-    return open_fds()
+    return open_fds(under)
 
 
 def test_overwrite_every_dtype_reads_as_h5py_reads_it(tmp_path, seed):
@@ -65,10 +78,8 @@ def test_ten_thousand_saves_over_one_name_leak_no_descriptor(tmp_path, seed):
         if i % 500 == 0:
             # never more than a few old files wait for their close
             assert open_fds() <= before + 4, i
-    # the last replaced file is held until the next save begins (or 10 s)
-    tsnap.save(tmp_path / "other.h5", {"x": last}, durable=False)
-    assert settle_fds(before) == before
-    os.unlink(tmp_path / "other.h5")
+    # the last replaced file is held for the next save under the name (or 30 s)
+    assert settle_fds(before + 1) <= before + 1
     got = tsnap.load(path)
     assert_bits_equal(got["x"], last)
     assert got["i"] == 9_999
@@ -240,12 +251,22 @@ def test_a_kill_at_any_moment_leaves_a_whole_file_under_the_name(tmp_path, seed,
     assert len(seen) >= 6, f"the writers made too little progress: {sorted(seen)}"
 
 
-def test_a_replaced_file_is_let_go_within_seconds_without_another_save(tmp_path, seed):
+def test_a_replaced_file_is_held_for_the_next_save_under_its_name_only(tmp_path, seed):
     rng = np.random.default_rng(seed)
-    path = tmp_path / "state.h5"
+    path, other = tmp_path / "state.h5", tmp_path / "other.h5"
+    d = tmp_path
     tsnap.save(path, {"x": values(rng, np.float32, (1000,))}, durable=False)
-    time.sleep(0.1)
-    before = settle_fds(open_fds(), limit=12)
+    assert open_fds(d) == 0
     tsnap.save(path, {"x": values(rng, np.float32, (1000,))}, durable=False)
-    # held open for the next save, which does not come: closed after 10 s
-    assert settle_fds(before, limit=15) == before
+    assert settle_fds(1, under=d) == 1  # the replaced file, held
+    tsnap.save(other, {"x": values(rng, np.float32, (10,))}, durable=False)
+    tsnap.save(other, {"x": values(rng, np.float32, (10,))}, durable=False)
+    assert settle_fds(2, under=d) == 2  # one held for each name
+    held = fd_targets(d)
+    tsnap.save(path, {"x": values(rng, np.float32, (1000,))}, durable=False)
+    # the next save under the name let its old one go, and holds the one it replaced
+    assert settle_fds(2, under=d) == 2
+    now = fd_targets(d)
+    assert len(set(held) & set(now)) == 1 and all(p.endswith("(deleted)") for p in now)
+    # without another save, they go within 30 s
+    assert settle_fds(0, limit=40, under=d) == 0
