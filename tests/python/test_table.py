@@ -14,7 +14,8 @@ import pytest
 
 import tsnap
 from clihelpers import tsnap as tsnap_cli
-from pyhelpers import DTYPES, SHAPES, assert_bits_equal, expected_from_h5py, logical, values
+from pyhelpers import (DTYPES, SHAPES, assert_bits_equal, assert_same_values,
+                       expected_from_h5py, logical, values)
 
 # describe() fields the index must give exactly as the walk does
 FIELDS = ("dtype", "shape", "chunks", "codec", "shuffle", "filters", "nbytes", "stored_bytes",
@@ -56,7 +57,7 @@ def assert_reads_as_h5py(path, dtype_of):
     with h5py.File(path, "r") as h:
         for n in names:
             want = expected_from_h5py(h[n], dtype_of.get(n, "float32"))
-            assert_bits_equal(loaded[n], want, n)
+            assert_same_values(loaded[n], want, n)  # h5py's widening drops NaN payloads
     listed = json.loads(tsnap_cli("ls", "--json", path, expect=0).stdout)
     assert [t["name"] for t in listed["tensors"]] == names
 
