@@ -67,6 +67,9 @@ pre-faulted buffers where the call makes its own:
              save (same name), load, and tsnap's mapped load of every
              tensor, against safetensors, np.savez, h5py and zarr.
   mapopen    as above, without the malloc settings.
+  small      as above (10,000 tensors of 4 KiB), without the malloc settings
+             and with no sync or page-cache recycling before a save.
+  noisy      as above, likewise.
   firstcall  a fresh interpreter per sample: its first save, load, open and
              mapped open (float64, 2 MiB) less its second, and the import.
 
@@ -1379,8 +1382,21 @@ def firstcall_sections(d, args, rng):
     yield sec
 
 
+def plain_small_sections(d, args, rng):
+    for sec in small_sections(d, args, rng):
+        sec.plain = True
+        yield sec
+
+
+def plain_noisy_sections(d, args, rng):
+    for sec in noisy_sections(d, args, rng):
+        sec.plain = True
+        yield sec
+
+
 PLAIN_SECTIONS = {"overwrite": overwrite_sections, "weights": weights_sections,
-                  "mapopen": plain_mapopen_sections, "firstcall": firstcall_sections}
+                  "mapopen": plain_mapopen_sections, "firstcall": firstcall_sections,
+                  "small": plain_small_sections, "noisy": plain_noisy_sections}
 PLAIN_WORKLOADS = tuple(PLAIN_SECTIONS)
 
 

@@ -58,6 +58,8 @@ PLAIN_SYSTEMS = {
     "weights": {"tsnap", "numpy", "h5py", "safetensors", "zarr"},
     "mapopen": set(FAMILIES),
     "firstcall": {"tsnap", "numpy", "h5py", "safetensors"},
+    "small": set(FAMILIES),
+    "noisy": {"tsnap", "h5py", "memcpy", "raw"},
 }
 
 
