@@ -1514,9 +1514,18 @@ int tsnap_reader_read_string(tsnap_reader *r, const char *name, char *buf, size_
         n = strlen(bytes);
     } else {
         size_t size = H5Tget_size(type);
-        if (size == 0 || !(fixed = malloc(size))) {
-            err = tsnap__err(size ? TSNAP_ENOMEM : TSNAP_EFORMAT, r->path, name,
-                             size ? "out of memory" : "a string of size 0");
+        hsize_t stored = H5Dget_storage_size(dset);
+        /* A scalar dataset is never chunked, so never compressed: stored
+         * bytes that are not the type's size mean a damaged type, not one
+         * to allocate (none stored: never written, it reads as fill). */
+        if (size == 0 || (stored != 0 && stored != size)) {
+            err = tsnap__err(TSNAP_EFORMAT, r->path, name,
+                             "a fixed-length string of %zu bytes stored in %llu", size,
+                             (unsigned long long)stored);
+            goto done;
+        }
+        if (!(fixed = malloc(size))) {
+            err = tsnap__err(TSNAP_ENOMEM, r->path, name, "out of memory");
             goto done;
         }
         if (H5Dread(dset, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, fixed) < 0) {

@@ -466,6 +466,21 @@ static PyObject *reader_read_string(ReaderObject *self, PyObject *args)
     return out;
 }
 
+/* string_kind(name) -> the tsnap_string_kind of a single string dataset,
+ * 0 for anything else (a tensor, a type tsnap does not read, no such
+ * dataset): nothing is read. */
+static PyObject *reader_string_kind(ReaderObject *self, PyObject *args)
+{
+    const char *name;
+    tsnap_tensor_info info;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "y", &name) || reader_check(self) < 0)
+        return NULL;
+    TSNAP_EXT_CALL(err = tsnap_reader_describe(self->r, name, &info));
+    return PyLong_FromLong(err == TSNAP_ETYPE ? (long)info.string : 0);
+}
+
 /* groups() -> tuple of the groups' full names, sorted */
 static PyObject *reader_groups(ReaderObject *self, PyObject *unused)
 {
@@ -671,6 +686,8 @@ static PyMethodDef reader_methods[] = {
     {"read_string", (PyCFunction)reader_read_string, METH_VARARGS,
      "read_string(name) -> (bytes, kind): a single string dataset"},
     {"groups", (PyCFunction)reader_groups, METH_NOARGS, "groups() -> tuple of group names"},
+    {"string_kind", (PyCFunction)reader_string_kind, METH_VARARGS,
+     "string_kind(name) -> 1 text, 2 bytes, 0 not a single string"},
     {NULL, NULL, 0, NULL},
 };
 

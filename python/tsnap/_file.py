@@ -426,11 +426,7 @@ class File(collections.abc.Mapping):
 
     def _is_string(self, name):
         """Whether dataset `name` is a single string (no tensor, no checksum)."""
-        try:
-            self._r().read_string(encode_name(self.path, name))
-        except errors.TypeError:
-            return False
-        return True
+        return self._r().string_kind(encode_name(self.path, name)) != 0
 
     def _pytype(self, name):
         """The tsnap_pytype of a dataset or group, or None."""

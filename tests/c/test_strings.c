@@ -215,6 +215,12 @@ static void test_foreign_strings_of_every_padding_read_as_stored(void)
     put_h5_string(f, "nullpad", nullpad, "\xc3\xa9" "a\0\0\0");
     put_h5_string(f, "spacepad", spacepad, "ab    ");
     put_h5_string(f, "vlen", vlen, &v);
+    { /* never written: nothing stored, it reads as the fill value */
+        hid_t space = H5Screate(H5S_SCALAR);
+        hid_t d = H5Dcreate2(f, "unwritten", nullpad, space, H5P_DEFAULT, H5P_DEFAULT,
+                             H5P_DEFAULT);
+        CHECK(d >= 0 && H5Dclose(d) >= 0 && H5Sclose(space) >= 0);
+    }
     hsize_t two = 2;
     char pair[12] = "abcdefghijkl";
     CHECK(h5_put_dataset(f, "array", nullpad, 1, &two, H5P_DEFAULT, nullpad, pair) == 0);
@@ -229,6 +235,7 @@ static void test_foreign_strings_of_every_padding_read_as_stored(void)
     check_string(r, "nullpad", "\xc3\xa9" "a\0\0\0", 6, TSNAP_STRING_UTF8);
     check_string(r, "spacepad", "ab    ", 6, TSNAP_STRING_BYTES);
     check_string(r, "vlen", v, strlen(v), TSNAP_STRING_BYTES);
+    check_string(r, "unwritten", "\0\0\0\0\0\0", 6, TSNAP_STRING_UTF8);
     size_t len;
     tsnap_tensor_info info;
     CHECK_ERR(tsnap_reader_read_string(r, "array", NULL, 0, &len, NULL), TSNAP_ETYPE);
