@@ -8,7 +8,10 @@ verify on a share of them exit 0, 1 or 2, never on a signal.
 An input on which HDF5's own tool, h5dump -H (the same libhdf5, opening
 each dataset and decoding its type), dies too crashes inside HDF5's decoding
 of the damaged object header, before tsnap sees the dataset: HDF5 1.10 does
-not check every field it decodes.  Those are listed, not failed."""
+not check every field it decodes.  Those are listed, not failed.  The
+plug-in filters fuzzed are blosc and bitshuffle: the bzip2 plug-in (PyTables'
+filter, which hdf5plugin and netCDF4 ship) loops forever on some damaged
+chunks, inside HDF5's pipeline, where no reader can stop it."""
 import json
 import os
 import shutil
@@ -16,6 +19,7 @@ import subprocess
 import sys
 
 import h5py
+import hdf5plugin
 import numpy as np
 import pytest
 
@@ -81,7 +85,7 @@ def sources(tmp_path_factory, seed):
     paths = [d / "mini.h5", d / "enums.h5", d / "plugins.h5"]
     write_mini(paths[0], seed)
     write_enums(paths[1], seed)
-    write_plugin_filters(paths[2], seed)
+    write_plugin_filters(paths[2], seed, codecs=("blosc", "bitshuffle"))
     try:
         import tables
         p = d / "pytables.h5"
@@ -122,11 +126,17 @@ def mutate(data, rng):
     return bytes(out)
 
 
-def run_reader(paths):
+def run_reader(paths, timeout):
+    """READ_ALL over `paths` in a fresh interpreter; None if it hangs."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(pyhelpers.HERE)] + [p for p in sys.path if p])
-    return subprocess.run([sys.executable, "-c", READ_ALL, *map(str, paths)],
-                          capture_output=True, text=True, timeout=600, env=env)
+    # hdf5plugin's plug-ins only (netCDF4, once imported, points here at its own)
+    env["HDF5_PLUGIN_PATH"] = hdf5plugin.PLUGIN_PATH
+    try:
+        return subprocess.run([sys.executable, "-c", READ_ALL, *map(str, paths)],
+                              capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -147,13 +157,15 @@ def test_a_thousand_damaged_foreign_files_never_crash_a_reader(mutants):
     crashed, errors = [], []
     for b in range(0, len(mutants), BATCH):
         batch = mutants[b:b + BATCH]
-        proc = run_reader(batch)
-        if proc.returncode == 0:
+        proc = run_reader(batch, 400)
+        if proc is not None and proc.returncode == 0:
             errors += json.loads(proc.stdout.strip().splitlines()[-1])
             continue
         for path in batch:  # name the input
-            one = run_reader([path])
-            if one.returncode != 0 and not hdf5_dies_on(path):
+            one = run_reader([path], 120)
+            if one is None:
+                crashed.append(f"{path}: the read hangs")
+            elif one.returncode != 0 and not hdf5_dies_on(path):
                 crashed.append(f"{path}: {pyhelpers.describe_exit(one)}")
     assert not crashed, "\n".join(crashed[:5])
     assert not errors, errors[:5]

@@ -166,12 +166,14 @@ def write_enums(path, seed):
     return out
 
 
-def write_plugin_filters(path, seed):
-    """Datasets through blosc, bitshuffle and bzip2 (hdf5plugin's).
-    -> {name: values}."""
+def write_plugin_filters(path, seed, codecs=tuple(PLUGIN_FILTERS)):
+    """Datasets through blosc, bitshuffle and bzip2 (hdf5plugin's), or those
+    of `codecs`.  -> {name: values}."""
     out = {}
     with h5py.File(path, "w") as f:
         for name, (fid, make) in PLUGIN_FILTERS.items():
+            if name not in codecs:
+                continue
             rng = rng_for(seed, "plugin", name)
             a = random_values(rng, "<f4", (40, 30))
             f.create_dataset(name, data=a, chunks=(16, 30), **make())
