@@ -14,6 +14,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import oracle  # noqa: E402
 
 
+def _import_netcdf4_keeping_the_plugin_path():
+    """netCDF4, when first imported, points HDF5_PLUGIN_PATH at the
+    plug-ins it ships, built for its own HDF5.  Imported here once, with
+    the variable put back, so that the programs the tests start (h5py with
+    hdf5plugin, the command) see the environment the run was given."""
+    before = os.environ.get("HDF5_PLUGIN_PATH")
+    try:
+        import netCDF4  # noqa: F401
+    except ImportError:
+        return
+    finally:
+        if before is None:
+            os.environ.pop("HDF5_PLUGIN_PATH", None)
+        else:
+            os.environ["HDF5_PLUGIN_PATH"] = before
+
+
+_import_netcdf4_keeping_the_plugin_path()
+
+
 def pytest_configure(config):
     env = os.environ.get("TSNAP_TEST_SEED")
     config.tsnap_seed = int(env, 0) if env else random.SystemRandom().randrange(1, 2**63)
