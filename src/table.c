@@ -240,9 +240,8 @@ bool tsnap__table_load(hid_t file, int fd, tsnap_table_loaded *out)
     memset(out, 0, sizeof *out);
     if (getenv("TSNAP_NO_INDEX") || fd < 0 || fstat(fd, &st) < 0)
         return false;
-    htri_t exists = H5Aexists(file, "tsnap_index");
-    if (exists <= 0)
-        goto done;
+    /* One lookup: a file without an index fails the open (its error is
+     * cleared below). */
     if ((attr = H5Aopen(file, "tsnap_index", H5P_DEFAULT)) < 0 ||
         (space = H5Aget_space(attr)) < 0 || (type = H5Aget_type(attr)) < 0 ||
         H5Tget_class(type) != H5T_INTEGER || H5Tget_size(type) != 1 ||
