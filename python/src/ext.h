@@ -80,21 +80,77 @@ int tsnap_ext_dltensor(PyArrayObject *arr, tsnap_dtype dtype, DLTensor *t, int64
                        int64_t *strides);
 
 /*
+ * The items of a save (items.c).  A tensor is handed over as (name bytes,
+ * kind, value, code, stream): kind "array" (value a native ndarray of
+ * tsnap dtype code) or "dlpack" (value an object with __dlpack__, asked
+ * with stream).  Its memory is kept alive by the caller's arguments, a
+ * DLPack tensor's by its capsule until tsnap_ext_tensor_done.
+ */
+typedef struct tsnap_ext_tensor {
+    DLTensor t;
+    int64_t dims[2][TSNAP_MAX_NDIM]; /* t's shape and strides (an ndarray) */
+    PyObject *capsule;               /* a DLPack tensor's, until _done */
+    DLManagedTensor *mt;
+} tsnap_ext_tensor;
+
+/* Fills *x (from scratch) with the tensor `value` of `kind` named `name`;
+ * -1 with the exception set, *x still fit for tsnap_ext_tensor_done. */
+int tsnap_ext_tensor_take(tsnap_ext_tensor *x, const char *name, const char *kind,
+                          PyObject *value, int code, PyObject *stream);
+/* Releases a DLPack tensor's capsule (its deleter called exactly once,
+ * a pending exception kept aside meanwhile); nothing for an ndarray's or
+ * an empty *x.  The GIL is held. */
+void tsnap_ext_tensor_done(tsnap_ext_tensor *x);
+
+/* A root attribute handed over as (key bytes, value, code): value a str,
+ * or a native ndarray of tsnap dtype code; `a` holds it for the library. */
+typedef struct tsnap_ext_attr {
+    tsnap_store_attr a;
+    DLTensor value;
+    int64_t dims[2][TSNAP_MAX_NDIM];
+} tsnap_ext_attr;
+
+int tsnap_ext_attr_take(tsnap_ext_attr *at, PyObject *tuple);
+
+/*
+ * The two lists of a store's save(step, tensors, attrs, wait): as fast
+ * sequences, a zeroed view for each tensor (views[i], for
+ * tsnap_ext_tensor_take) and room for the attributes.  _init fails (-1,
+ * the exception set) on a list that is not a sequence or on memory;
+ * _attrs takes every attribute, stopping at the first bad one (-1);
+ * _destroy, after any of them, releases every DLPack tensor taken into
+ * views and the rest.
+ */
+typedef struct tsnap_ext_save {
+    PyObject *tensors, *attrs; /* PySequence_Fast of the two lists */
+    Py_ssize_t n, na;
+    tsnap_ext_tensor *views; /* n + 1 */
+    tsnap_ext_attr *ats;     /* na + 1 */
+    tsnap_store_attr *as;    /* na + 1: ats[i].a, as the library takes them */
+} tsnap_ext_save;
+
+int tsnap_ext_save_init(tsnap_ext_save *sv, PyObject *tensors, PyObject *attrs);
+int tsnap_ext_save_attrs(tsnap_ext_save *sv);
+void tsnap_ext_save_destroy(tsnap_ext_save *sv);
+
+/*
  * What tsnap._core shares with the other extension modules of the package
  * (tsnap._mpi), as the capsule TSNAP_EXT_API_CAPSULE: the one lock and the
- * helpers above.  raise_msg takes the message from the caller, whose
- * library copy holds it.
+ * helpers above, the items of a save among them.  raise_msg takes the
+ * message from the caller, whose library copy holds it.
  */
 #define TSNAP_EXT_API_CAPSULE "tsnap._core._C_API"
 typedef struct tsnap_ext_api {
     PyThread_type_lock lock;
     PyObject *(*raise_msg)(int code, tsnap_ext_subject subject, const char *fmt, ...);
-    int (*dltensor)(PyArrayObject *arr, tsnap_dtype dtype, DLTensor *t, int64_t *shape,
-                    int64_t *strides);
-    PyObject *(*dlpack_take)(PyObject *obj, PyObject *stream, const char *name,
-                             DLManagedTensor **mt);
-    void (*dlpack_done)(PyObject *capsule, DLManagedTensor *mt);
     PyObject *(*int64_tuple)(const int64_t *v, int n);
+    int (*tensor_take)(tsnap_ext_tensor *x, const char *name, const char *kind, PyObject *value,
+                       int code, PyObject *stream);
+    void (*tensor_done)(tsnap_ext_tensor *x);
+    int (*attr_take)(tsnap_ext_attr *at, PyObject *tuple);
+    int (*save_init)(tsnap_ext_save *sv, PyObject *tensors, PyObject *attrs);
+    int (*save_attrs)(tsnap_ext_save *sv);
+    void (*save_destroy)(tsnap_ext_save *sv);
 } tsnap_ext_api;
 
 extern PyTypeObject tsnap_ext_WriterType;

@@ -381,9 +381,10 @@ PyMODINIT_FUNC PyInit__core(void)
                                        TSNAP_CODEC_LZ4, TSNAP_CODEC_OTHER};
     const char *dtype_names[TSNAP_DTYPE_COUNT];
     int dtype_values[TSNAP_DTYPE_COUNT], ndtypes = 0;
-    static tsnap_ext_api api = {NULL, tsnap_ext_raise_msg, tsnap_ext_dltensor,
-                                tsnap_ext_dlpack_take, tsnap_ext_dlpack_done,
-                                tsnap_ext_int64_tuple};
+    static tsnap_ext_api api = {NULL, tsnap_ext_raise_msg, tsnap_ext_int64_tuple,
+                                tsnap_ext_tensor_take, tsnap_ext_tensor_done,
+                                tsnap_ext_attr_take, tsnap_ext_save_init,
+                                tsnap_ext_save_attrs, tsnap_ext_save_destroy};
     PyObject *m, *capsule;
 
     import_array();

@@ -104,16 +104,13 @@ static int is_open(const void *handle, const char *closed)
 /* Tensors and attributes                                              */
 /* ------------------------------------------------------------------ */
 
-/* One tensor of a save, its memory kept alive by the caller's argument. */
+/* One tensor of a save: its name and where its block lies; the tensor
+ * itself is a view (tsnap_ext_tensor) beside it. */
 typedef struct {
     const char *name;
-    DLTensor t;
-    int64_t dims[2][TSNAP_MAX_NDIM]; /* t's shape and strides (an ndarray) */
     int sharded;
-    int64_t shape[TSNAP_MAX_NDIM];  /* global */
+    int64_t shape[TSNAP_MAX_NDIM]; /* global */
     int64_t offset[TSNAP_MAX_NDIM];
-    PyObject *capsule; /* a DLPack tensor's, until item_done */
-    DLManagedTensor *mt;
 } item;
 
 static int int64s(PyObject *seq, int n, int64_t *out, const char *name, const char *what)
@@ -142,82 +139,35 @@ done:
 }
 
 /*
- * (name bytes, kind, value, code, stream, shape, offset): kind "array"
- * (value a native ndarray of tsnap dtype code) or "dlpack" (value an
- * object with __dlpack__, asked with stream); shape and offset the global
- * shape and the block's offset, or None for a replicated tensor.
+ * (name bytes, kind, value, code, stream, shape, offset): the tensor as
+ * tsnap_ext_tensor_take reads it (into *x, released by the caller with
+ * tensor_done, failure or not); shape and offset the global shape and the
+ * block's offset, or None for a replicated tensor.
  */
-static int item_take(item *it, PyObject *tuple)
+static int item_take(item *it, tsnap_ext_tensor *x, PyObject *tuple)
 {
     const char *kind;
     PyObject *value, *stream, *shape, *offset;
     int code;
 
     memset(it, 0, sizeof *it);
+    memset(x, 0, sizeof *x);
     if (!PyArg_ParseTuple(tuple, "ysOiOOO", &it->name, &kind, &value, &code, &stream, &shape,
-                          &offset))
+                          &offset) ||
+        api->tensor_take(x, it->name, kind, value, code, stream) < 0)
         return -1;
-    if (strcmp(kind, "array") == 0) {
-        if (!PyArray_Check(value)) {
-            PyErr_SetString(PyExc_TypeError, "an \"array\" tensor must be an ndarray");
-            return -1;
-        }
-        if (api->dltensor((PyArrayObject *)value, (tsnap_dtype)code, &it->t, it->dims[0],
-                          it->dims[1]) < 0)
-            return -1;
-    } else {
-        if (!(it->capsule = api->dlpack_take(value, stream, it->name, &it->mt)))
-            return -1;
-        it->t = it->mt->dl_tensor;
-    }
     if (shape == Py_None)
         return 0;
     it->sharded = 1;
-    if (it->t.ndim < 1 || it->t.ndim > TSNAP_MAX_NDIM) {
+    if (x->t.ndim < 1 || x->t.ndim > TSNAP_MAX_NDIM) {
         api->raise_msg(TSNAP_EINVAL, TSNAP_EXT_TENSOR,
                        "tsnap: tensor '%s': a block has 1 to %d dimensions, not %d", it->name,
-                       TSNAP_MAX_NDIM, (int)it->t.ndim);
+                       TSNAP_MAX_NDIM, (int)x->t.ndim);
         return -1;
     }
-    if (int64s(shape, it->t.ndim, it->shape, it->name, "shape") < 0 ||
-        int64s(offset, it->t.ndim, it->offset, it->name, "offset") < 0)
+    if (int64s(shape, x->t.ndim, it->shape, it->name, "shape") < 0 ||
+        int64s(offset, x->t.ndim, it->offset, it->name, "offset") < 0)
         return -1;
-    return 0;
-}
-
-static void item_done(item *it)
-{
-    if (it->capsule)
-        api->dlpack_done(it->capsule, it->mt);
-    it->capsule = NULL;
-}
-
-/* One root attribute (key bytes, value, code): a str, or a native ndarray
- * of tsnap dtype code. */
-typedef struct {
-    tsnap_store_attr a;
-    DLTensor value;
-    int64_t dims[2][TSNAP_MAX_NDIM];
-} attr;
-
-static int attr_take(attr *at, PyObject *tuple)
-{
-    PyObject *value;
-    int code;
-
-    memset(at, 0, sizeof *at);
-    if (!PyArg_ParseTuple(tuple, "yOi", &at->a.key, &value, &code))
-        return -1;
-    if (PyUnicode_Check(value))
-        return (at->a.string = PyUnicode_AsUTF8(value)) ? 0 : -1;
-    if (!PyArray_Check(value)) {
-        PyErr_SetString(PyExc_TypeError, "an attribute is a str or an ndarray");
-        return -1;
-    }
-    if (api->dltensor((PyArrayObject *)value, (tsnap_dtype)code, &at->value, at->dims[0],
-                      at->dims[1]) < 0)
-        return -1;
-    at->a.value = &at->value;
     return 0;
 }
 
@@ -275,32 +225,34 @@ static int writer_check(WriterObject *self)
 static PyObject *writer_put(WriterObject *self, PyObject *tuple)
 {
     item it;
+    tsnap_ext_tensor x;
     int err;
 
     if (writer_check(self) < 0)
         return NULL;
-    if (item_take(&it, tuple) < 0) {
-        item_done(&it);
+    if (item_take(&it, &x, tuple) < 0) {
+        api->tensor_done(&x);
         return NULL;
     }
     if (it.sharded)
-        TSNAP_EXT_CALL(err = tsnap_mpi_writer_put_block(self->w, it.name, &it.t, it.shape,
+        TSNAP_EXT_CALL(err = tsnap_mpi_writer_put_block(self->w, it.name, &x.t, it.shape,
                                                         it.offset, NULL));
     else
-        TSNAP_EXT_CALL(err = tsnap_mpi_writer_put(self->w, it.name, &it.t, NULL));
-    item_done(&it);
+        TSNAP_EXT_CALL(err = tsnap_mpi_writer_put(self->w, it.name, &x.t, NULL));
+    api->tensor_done(&x);
     if (err < 0)
         return raise_err(err, TSNAP_EXT_TENSOR);
     Py_RETURN_NONE;
 }
 
-/* set_attr(attr): a root attribute, as attr_take reads it.  Local. */
+/* set_attr(attr): a root attribute, as tsnap_ext_attr_take reads it.
+ * Local. */
 static PyObject *writer_set_attr(WriterObject *self, PyObject *tuple)
 {
-    attr at;
+    tsnap_ext_attr at;
     int err;
 
-    if (writer_check(self) < 0 || attr_take(&at, tuple) < 0)
+    if (writer_check(self) < 0 || api->attr_take(&at, tuple) < 0)
         return NULL;
     if (at.a.string)
         TSNAP_EXT_CALL(err = tsnap_mpi_writer_set_attr_string(self->w, NULL, at.a.key,
@@ -508,46 +460,37 @@ static PyObject *store_path(StoreObject *self, PyObject *args)
 static PyObject *store_save(StoreObject *self, PyObject *args)
 {
     long long step;
-    PyObject *items, *attr_items, *seq = NULL, *aseq = NULL, *ret = NULL;
+    PyObject *items, *attr_items, *ret = NULL;
     PyObject *ftype = NULL, *fvalue = NULL, *ftb = NULL; /* this rank's failure */
     int wait, err, failed = 0;
-    Py_ssize_t n = 0, na = 0, taken = 0;
+    Py_ssize_t taken = 0;
     size_t count;
     item *its = NULL;
-    attr *ats = NULL;
     tsnap_mpi_tensor *ts = NULL;
-    tsnap_store_attr *as = NULL;
+    tsnap_ext_save sv = {0};
 
     if (!PyArg_ParseTuple(args, "LOOp", &step, &items, &attr_items, &wait) ||
         store_check(self) < 0)
         return NULL;
-    if (!(seq = PySequence_Fast(items, "tensors must be a list")) ||
-        !(aseq = PySequence_Fast(attr_items, "attrs must be a list")))
+    if (api->save_init(&sv, items, attr_items) < 0)
         goto done;
-    n = PySequence_Fast_GET_SIZE(seq);
-    na = PySequence_Fast_GET_SIZE(aseq);
-    its = PyMem_Calloc((size_t)n + 1, sizeof *its);
-    ts = PyMem_Calloc((size_t)n + 1, sizeof *ts);
-    ats = PyMem_Calloc((size_t)na + 1, sizeof *ats);
-    as = PyMem_Calloc((size_t)na + 1, sizeof *as);
-    if (!its || !ts || !ats || !as) {
+    its = PyMem_Calloc((size_t)sv.n + 1, sizeof *its);
+    ts = PyMem_Calloc((size_t)sv.n + 1, sizeof *ts);
+    if (!its || !ts) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t i = 0; i < na && !failed; i++) {
-        if (attr_take(&ats[i], PySequence_Fast_GET_ITEM(aseq, i)) < 0)
-            failed = 1;
-        as[i] = ats[i].a;
-    }
-    for (; taken < n && !failed; taken++) {
+    failed = api->save_attrs(&sv) < 0;
+    for (; taken < sv.n && !failed; taken++) {
         item *it = &its[taken];
-        if (item_take(it, PySequence_Fast_GET_ITEM(seq, taken)) < 0) {
-            item_done(it);
+        tsnap_ext_tensor *x = &sv.views[taken];
+        if (item_take(it, x, PySequence_Fast_GET_ITEM(sv.tensors, taken)) < 0) {
+            api->tensor_done(x); /* before the collective, as a put's */
             failed = 1;
             break;
         }
         ts[taken].name = it->name;
-        ts[taken].tensor = &it->t;
+        ts[taken].tensor = &x->t;
         ts[taken].shape = it->sharded ? it->shape : NULL;
         ts[taken].offset = it->sharded ? it->offset : NULL;
     }
@@ -561,8 +504,8 @@ static PyObject *store_save(StoreObject *self, PyObject *args)
     }
     /* The argument tuple keeps every array alive while the GIL is released;
      * with wait=False the call returns once they are staged. */
-    TSNAP_EXT_CALL(err = tsnap_mpi_store_save(self->s, step, ts, count, failed ? NULL : as,
-                                              failed ? 0 : (size_t)na, wait));
+    TSNAP_EXT_CALL(err = tsnap_mpi_store_save(self->s, step, ts, count, failed ? NULL : sv.as,
+                                              failed ? 0 : (size_t)sv.na, wait));
     if (failed)
         PyErr_Restore(ftype, fvalue, ftb);
     else if (err < 0)
@@ -570,14 +513,9 @@ static PyObject *store_save(StoreObject *self, PyObject *args)
     else
         ret = Py_NewRef(Py_None);
 done:
-    for (Py_ssize_t i = 0; its && i < taken; i++)
-        item_done(&its[i]);
+    api->save_destroy(&sv); /* the DLPack tensors taken, each released once */
     PyMem_Free(its);
     PyMem_Free(ts);
-    PyMem_Free(ats);
-    PyMem_Free(as);
-    Py_XDECREF(seq);
-    Py_XDECREF(aseq);
     return ret;
 }
 

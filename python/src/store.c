@@ -124,97 +124,49 @@ static PyObject *store_path(StoreObject *self, PyObject *args)
 static PyObject *store_save(StoreObject *self, PyObject *args)
 {
     long long step;
-    PyObject *items, *attr_items, *seq = NULL, *aseq = NULL, *ret = NULL;
+    PyObject *items, *attr_items, *ret = NULL;
     int wait, err = 0;
-    Py_ssize_t n = 0, na = 0, taken = 0;
     const char **names = NULL;
-    DLTensor *ts = NULL, *avals = NULL;
-    int64_t(*dims)[2][TSNAP_MAX_NDIM] = NULL;
-    PyObject **capsules = NULL;
-    DLManagedTensor **mts = NULL;
-    tsnap_store_attr *attrs = NULL;
+    DLTensor *ts = NULL;
+    tsnap_ext_save sv = {0};
 
     if (!PyArg_ParseTuple(args, "LOOp", &step, &items, &attr_items, &wait) ||
         store_check(self) < 0)
         return NULL;
-    if (!(seq = PySequence_Fast(items, "tensors must be a list")) ||
-        !(aseq = PySequence_Fast(attr_items, "attrs must be a list")))
+    if (tsnap_ext_save_init(&sv, items, attr_items) < 0)
         goto done;
-    n = PySequence_Fast_GET_SIZE(seq);
-    na = PySequence_Fast_GET_SIZE(aseq);
-    names = PyMem_Calloc((size_t)n + 1, sizeof *names);
-    ts = PyMem_Calloc((size_t)n + 1, sizeof *ts);
-    dims = PyMem_Calloc((size_t)(n + na) + 1, sizeof *dims);
-    capsules = PyMem_Calloc((size_t)n + 1, sizeof *capsules);
-    mts = PyMem_Calloc((size_t)n + 1, sizeof *mts);
-    attrs = PyMem_Calloc((size_t)na + 1, sizeof *attrs);
-    avals = PyMem_Calloc((size_t)na + 1, sizeof *avals);
-    if (!names || !ts || !dims || !capsules || !mts || !attrs || !avals) {
+    names = PyMem_Calloc((size_t)sv.n + 1, sizeof *names);
+    ts = PyMem_Calloc((size_t)sv.n + 1, sizeof *ts);
+    if (!names || !ts) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t i = 0; i < n; i++, taken++) {
+    for (Py_ssize_t i = 0; i < sv.n; i++) {
         const char *name, *kind;
         PyObject *value, *stream;
         int code;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "ysOiO", &name, &kind, &value,
-                              &code, &stream))
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(sv.tensors, i), "ysOiO", &name, &kind,
+                              &value, &code, &stream))
             goto done;
         names[i] = name;
-        if (strcmp(kind, "array") == 0) {
-            if (!PyArray_Check(value)) {
-                PyErr_SetString(PyExc_TypeError, "an \"array\" tensor must be an ndarray");
-                goto done;
-            }
-            if (tsnap_ext_dltensor((PyArrayObject *)value, (tsnap_dtype)code, &ts[i], dims[i][0],
-                                   dims[i][1]) < 0)
-                goto done;
-        } else {
-            if (!(capsules[i] = tsnap_ext_dlpack_take(value, stream, name, &mts[i])))
-                goto done;
-            ts[i] = mts[i]->dl_tensor;
-        }
-    }
-    for (Py_ssize_t i = 0; i < na; i++) {
-        PyObject *value;
-        int code;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(aseq, i), "yOi", &attrs[i].key, &value,
-                              &code))
+        if (tsnap_ext_tensor_take(&sv.views[i], name, kind, value, code, stream) < 0)
             goto done;
-        if (PyUnicode_Check(value)) {
-            if (!(attrs[i].string = PyUnicode_AsUTF8(value)))
-                goto done;
-        } else if (PyArray_Check(value)) {
-            if (tsnap_ext_dltensor((PyArrayObject *)value, (tsnap_dtype)code, &avals[i],
-                                   dims[n + i][0], dims[n + i][1]) < 0)
-                goto done;
-            attrs[i].value = &avals[i];
-        } else {
-            PyErr_SetString(PyExc_TypeError, "an attribute is a str or an ndarray");
-            goto done;
-        }
+        ts[i] = sv.views[i].t;
     }
+    if (tsnap_ext_save_attrs(&sv) < 0)
+        goto done;
     /* The argument tuple keeps every array alive while the GIL is released;
      * with wait=False the call returns once they are copied. */
-    TSNAP_EXT_CALL(err = tsnap_store_save(self->s, step, names, ts, (size_t)n, attrs,
-                                          (size_t)na, wait));
+    TSNAP_EXT_CALL(err = tsnap_store_save(self->s, step, names, ts, (size_t)sv.n, sv.as,
+                                          (size_t)sv.na, wait));
     if (err < 0)
         tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
     else
         ret = Py_NewRef(Py_None);
 done:
-    for (Py_ssize_t i = 0; capsules && i < taken; i++)
-        if (capsules[i])
-            tsnap_ext_dlpack_done(capsules[i], mts[i]);
+    tsnap_ext_save_destroy(&sv); /* the DLPack tensors taken, each released once */
     PyMem_Free(names);
     PyMem_Free(ts);
-    PyMem_Free(dims);
-    PyMem_Free(capsules);
-    PyMem_Free(mts);
-    PyMem_Free(attrs);
-    PyMem_Free(avals);
-    Py_XDECREF(seq);
-    Py_XDECREF(aseq);
     return ret;
 }
 
