@@ -640,7 +640,9 @@ TSNAP_API int tsnap_store_path(const tsnap_store *s, int64_t step, char *buf, si
  * root attribute `step` set.  Put tensors and attributes into it, then
  * tsnap_store_commit (or tsnap_writer_abort); free it with
  * tsnap_writer_free either way.  TSNAP_EEXISTS if the step is committed
- * already, TSNAP_ESTATE for a read-only store.
+ * already (with tsnap_errno() EEXIST and tsnap_errpath() its file, as
+ * when a save or tsnap_store_wait returns it), TSNAP_ESTATE for a
+ * read-only store.
  */
 TSNAP_API int tsnap_store_begin(tsnap_store *s, int64_t step, tsnap_writer **w);
 
@@ -683,6 +685,39 @@ typedef struct tsnap_store_attr {
 TSNAP_API int tsnap_store_save(tsnap_store *s, int64_t step, const char *const *names,
                                const DLTensor *tensors, size_t n, const tsnap_store_attr *attrs,
                                size_t nattrs, int wait);
+
+/** What an item of tsnap_store_save_items is. */
+typedef enum tsnap_store_item_kind {
+    TSNAP_STORE_TENSOR = 0, /**< `tensor`, as tsnap_writer_put takes it */
+    TSNAP_STORE_STRING = 1, /**< `len` bytes at `data`, as tsnap_writer_put_string takes them */
+    TSNAP_STORE_GROUP = 2   /**< an empty group, as tsnap_writer_put_group makes it */
+} tsnap_store_item_kind;
+
+/** One dataset or group of a step saved with tsnap_store_save_items. */
+typedef struct tsnap_store_item {
+    const char *name;              /**< names as tsnap_writer_put */
+    tsnap_store_item_kind kind;
+    const DLTensor *tensor;        /**< TSNAP_STORE_TENSOR: host or CUDA memory */
+    const char *data;              /**< TSNAP_STORE_STRING (NULL only when len is 0) */
+    size_t len;
+    int string_kind;               /**< TSNAP_STRING_UTF8 or TSNAP_STRING_BYTES */
+    const char *pytype;            /**< NULL, or what tsnap_writer_set_pytype records */
+} tsnap_store_item;
+
+/**
+ * tsnap_store_save of a step that also holds strings, groups and recorded
+ * types: the items are written in order, each put and then given its
+ * `pytype`, exactly as a writer would (a group comes before what is put
+ * into it).  With wait 0 the strings are copied too and everything is
+ * staged: the caller may change or free it when the call returns.  A
+ * store opened with hooks (a distributed store) takes tensors without a
+ * pytype only (TSNAP_EINVAL).  A bad string or pytype is found when the
+ * step is written: by this call with wait 1, else by the next save or
+ * tsnap_store_wait, as any background failure.
+ */
+TSNAP_API int tsnap_store_save_items(tsnap_store *s, int64_t step, const tsnap_store_item *items,
+                                     size_t n, const tsnap_store_attr *attrs, size_t nattrs,
+                                     int wait);
 
 /**
  * Waits until every background save has finished; returns the first

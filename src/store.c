@@ -10,8 +10,9 @@
  * behind are removed.  Readers take no lock.
  *
  * Background saves: tsnap_store_save(wait 0) copies the tensors into host
- * staging memory (the budget, staging_bytes, makes it wait for room) and
- * queues the step; the store's one background thread writes the queued
+ * staging memory (the budget, staging_bytes, makes it wait for room), and
+ * tsnap_store_save_items the strings, group names and recorded types too,
+ * and queues the step; the store's one background thread writes the queued
  * steps in order, each through begin/put/commit exactly as a waiting save
  * does.  HDF5 (built thread-safe) serialises its calls with the caller's.
  */
@@ -35,9 +36,15 @@
 #define STEP_SUFFIX ".h5"
 #define TEMP_SUFFIX ".tsnap-tmp"
 
-/* One tensor of a queued step, in host memory, C order. */
+/* One item of a queued step, in host memory: a tensor (C order), a
+ * string or a group. */
 typedef struct staged {
     char *name;
+    tsnap_store_item_kind kind;
+    char *data; /* a string's bytes (len of them) */
+    size_t len;
+    int string_kind;
+    char *pytype; /* NULL: none recorded */
     DLTensor t;
     int64_t shape[TSNAP_MAX_NDIM];
     void *heap;        /* the bytes: pinned for CUDA tensors */
@@ -49,7 +56,7 @@ typedef struct staged {
 typedef struct job {
     int64_t step;
     size_t n, bytes;
-    staged *tensors;
+    staged *items;
     size_t nattrs;
     staged *attrs;      /* numeric values; `name` is the key */
     char **strings;     /* string values (NULL for numeric ones) */
@@ -355,7 +362,9 @@ int tsnap_store_begin(tsnap_store *s, int64_t step, tsnap_writer **w)
         return err;
     tsnap_write_options o = s->opts.write;
     o.overwrite = 0; /* a committed step is never replaced */
-    if ((err = tsnap_writer_create(w, path, &o)) < 0)
+    if ((err = tsnap_writer_create(w, path, &o)) == TSNAP_EEXISTS)
+        return tsnap__syserr(err, EEXIST, path, NULL, "step %" PRId64 " is saved already", step);
+    if (err < 0)
         return err;
     DLTensor t = tsnap__host_tensor(&step, TSNAP_INT64, 0, NULL);
     if ((err = tsnap_writer_set_attr(*w, NULL, "step", &t)) < 0) {
@@ -405,18 +414,55 @@ int tsnap_store_commit(tsnap_store *s, tsnap_writer *w)
 
 /* ---- saves ---------------------------------------------------------- */
 
-/* begin, the puts, the attributes, commit: a whole step (the caller's
+/* One item into the step's writer, then its recorded type. */
+static int put_item(tsnap_writer *w, const tsnap_store_item *it)
+{
+    int err;
+    if (it->kind == TSNAP_STORE_STRING)
+        err = tsnap_writer_put_string(w, it->name, it->data, it->len,
+                                      (tsnap_string_kind)it->string_kind);
+    else if (it->kind == TSNAP_STORE_GROUP)
+        err = tsnap_writer_put_group(w, it->name);
+    else
+        err = tsnap_writer_put(w, it->name, it->tensor);
+    if (err == 0 && it->pytype)
+        err = tsnap_writer_set_pytype(w, it->name, it->pytype);
+    return err;
+}
+
+/* The hooks' write of a step of tensors (save_items checked that every
+ * item is one). */
+static int write_hooked(tsnap_store *s, int64_t step, const tsnap_store_item *items, size_t n,
+                        const tsnap_store_attr *attrs, size_t nattrs)
+{
+    const char **names = malloc((n ? n : 1) * sizeof *names);
+    DLTensor *ts = malloc((n ? n : 1) * sizeof *ts);
+    int err;
+    if (!names || !ts) {
+        err = tsnap__err(TSNAP_ENOMEM, s->dir, NULL, "out of memory");
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            names[i] = items[i].name;
+            ts[i] = *items[i].tensor;
+        }
+        err = s->hooks.write(s->hooks.ctx, s, step, names, ts, n, attrs, nattrs);
+    }
+    free(names);
+    free(ts);
+    return err;
+}
+
+/* begin, the items, the attributes, commit: a whole step (the caller's
  * memory, or staged). */
-static int write_step(tsnap_store *s, int64_t step, const char *const *names,
-                      const DLTensor *tensors, size_t n, const tsnap_store_attr *attrs,
-                      size_t nattrs)
+static int write_step(tsnap_store *s, int64_t step, const tsnap_store_item *items, size_t n,
+                      const tsnap_store_attr *attrs, size_t nattrs)
 {
     if (s->hooked)
-        return s->hooks.write(s->hooks.ctx, s, step, names, tensors, n, attrs, nattrs);
+        return write_hooked(s, step, items, n, attrs, nattrs);
     tsnap_writer *w = NULL;
     int err = tsnap_store_begin(s, step, &w);
     for (size_t i = 0; i < n && err == 0; i++)
-        err = tsnap_writer_put(w, names[i], &tensors[i]);
+        err = put_item(w, &items[i]);
     for (size_t i = 0; i < nattrs && err == 0; i++)
         err = attrs[i].string ? tsnap_writer_set_attr_string(w, NULL, attrs[i].key, attrs[i].string)
                               : tsnap_writer_set_attr(w, NULL, attrs[i].key, attrs[i].value);
@@ -498,6 +544,8 @@ static void staged_free(tsnap_store *s, staged *list, size_t n)
     for (size_t i = 0; list && i < n; i++) {
         staging_put(s, &list[i]);
         free(list[i].name);
+        free(list[i].data);
+        free(list[i].pytype);
     }
     free(list);
 }
@@ -506,7 +554,7 @@ static void job_free(tsnap_store *s, job *j)
 {
     if (!j)
         return;
-    staged_free(s, j->tensors, j->n);
+    staged_free(s, j->items, j->n);
     staged_free(s, j->attrs, j->nattrs);
     for (size_t i = 0; j->strings && i < j->nattrs; i++)
         free(j->strings[i]);
@@ -516,26 +564,25 @@ static void job_free(tsnap_store *s, job *j)
 
 static int run_job(tsnap_store *s, job *j)
 {
-    const char **names = malloc((j->n ? j->n : 1) * sizeof *names);
-    DLTensor *ts = malloc((j->n ? j->n : 1) * sizeof *ts);
+    tsnap_store_item *items = calloc(j->n ? j->n : 1, sizeof *items);
     tsnap_store_attr *as = calloc(j->nattrs ? j->nattrs : 1, sizeof *as);
     int err;
-    if (!names || !ts || !as) {
+    if (!items || !as) {
         err = tsnap__err(TSNAP_ENOMEM, s->dir, NULL, "out of memory");
     } else {
         for (size_t i = 0; i < j->n; i++) {
-            names[i] = j->tensors[i].name;
-            ts[i] = j->tensors[i].t;
+            const staged *st = &j->items[i];
+            items[i] = (tsnap_store_item){st->name, st->kind,   &st->t,   st->data,
+                                          st->len,  st->string_kind, st->pytype};
         }
         for (size_t i = 0; i < j->nattrs; i++) {
             as[i].key = j->attrs[i].name;
             as[i].string = j->strings[i];
             as[i].value = &j->attrs[i].t;
         }
-        err = write_step(s, j->step, names, ts, j->n, as, j->nattrs);
+        err = write_step(s, j->step, items, j->n, as, j->nattrs);
     }
-    free(names);
-    free(ts);
+    free(items);
     free(as);
     return err;
 }
@@ -622,17 +669,72 @@ static int stage_tensor(tsnap_store *s, const char *name, const DLTensor *t, sta
     return err;
 }
 
-int tsnap_store_save(tsnap_store *s, int64_t step, const char *const *names,
-                     const DLTensor *tensors, size_t n, const tsnap_store_attr *attrs,
-                     size_t nattrs, int wait)
+/* A copy of item `it` that stays valid after the call: a tensor staged,
+ * a string's bytes and the recorded type copied. */
+static int stage_item(tsnap_store *s, const tsnap_store_item *it, staged *out)
+{
+    int err = 0;
+    if (it->kind == TSNAP_STORE_TENSOR) {
+        err = stage_tensor(s, it->name, it->tensor, out);
+    } else {
+        bool string = it->kind == TSNAP_STORE_STRING;
+        memset(out, 0, sizeof *out);
+        out->pin_device = -1;
+        if (!(out->name = strdup(it->name)) ||
+            (string && !(out->data = malloc(it->len ? it->len : 1))))
+            err = tsnap__err(TSNAP_ENOMEM, s->dir, it->name, "out of memory");
+        else if (string && it->len)
+            memcpy(out->data, it->data, it->len);
+        out->len = string ? it->len : 0;
+        out->string_kind = it->string_kind;
+    }
+    out->kind = it->kind;
+    if (err == 0 && it->pytype && !(out->pytype = strdup(it->pytype)))
+        err = tsnap__err(TSNAP_ENOMEM, s->dir, it->name, "out of memory");
+    return err;
+}
+
+/* What an item will hold in staging, checked: 0, or a refusal naming it. */
+static int check_item(tsnap_store *s, const tsnap_store_item *it, size_t i, uint64_t *bytes)
+{
+    tsnap_view v;
+    int err;
+    if (!it->name)
+        return tsnap__err(TSNAP_EINVAL, s->dir, NULL, "item %zu has no name", i);
+    if (s->hooked && (it->kind != TSNAP_STORE_TENSOR || it->pytype))
+        return tsnap__err(TSNAP_EINVAL, s->dir, it->name,
+                          "this store saves tensors only, without recorded types");
+    switch (it->kind) {
+    case TSNAP_STORE_TENSOR:
+        if (!it->tensor)
+            return tsnap__err(TSNAP_EINVAL, s->dir, it->name, "the item has no tensor");
+        if ((err = tsnap__view_init(&v, it->tensor, s->dir, it->name)) < 0)
+            return err;
+        *bytes += v.nbytes;
+        return 0;
+    case TSNAP_STORE_STRING:
+        if (!it->data && it->len)
+            return tsnap__err(TSNAP_EINVAL, s->dir, it->name, "the string has no bytes");
+        if (it->string_kind != TSNAP_STRING_UTF8 && it->string_kind != TSNAP_STRING_BYTES)
+            return tsnap__err(TSNAP_EINVAL, s->dir, it->name, "unknown string kind %d",
+                              it->string_kind);
+        *bytes += it->len;
+        return 0;
+    case TSNAP_STORE_GROUP:
+        return 0;
+    }
+    return tsnap__err(TSNAP_EINVAL, s->dir, it->name, "unknown item kind %d", (int)it->kind);
+}
+
+int tsnap_store_save_items(tsnap_store *s, int64_t step, const tsnap_store_item *items, size_t n,
+                           const tsnap_store_attr *attrs, size_t nattrs, int wait)
 {
     uint64_t bytes = 0;
     job *j = NULL;
     int err;
 
     tsnap__begin();
-    TSNAP_CHECK_ARG(s != NULL && (n == 0 || (names != NULL && tensors != NULL)) &&
-                    (nattrs == 0 || attrs != NULL));
+    TSNAP_CHECK_ARG(s != NULL && (n == 0 || items != NULL) && (nattrs == 0 || attrs != NULL));
     for (size_t i = 0; i < nattrs; i++) {
         tsnap_view v;
         if (!attrs[i].key || (!attrs[i].string && !attrs[i].value))
@@ -645,14 +747,9 @@ int tsnap_store_save(tsnap_store *s, int64_t step, const char *const *names,
         return tsnap__err(TSNAP_ESTATE, s->dir, NULL, "the store was opened read only");
     if (step < 0)
         return tsnap__err(TSNAP_EINVAL, s->dir, NULL, "step %" PRId64 " is negative", step);
-    for (size_t i = 0; i < n; i++) {
-        tsnap_view v;
-        if (!names[i])
-            return tsnap__err(TSNAP_EINVAL, s->dir, NULL, "tensor name %zu is NULL", i);
-        if ((err = tsnap__view_init(&v, &tensors[i], s->dir, names[i])) < 0)
+    for (size_t i = 0; i < n; i++)
+        if ((err = check_item(s, &items[i], i, &bytes)) < 0)
             return err;
-        bytes += v.nbytes;
-    }
     pthread_mutex_lock(&s->mu);
     if ((err = take_bg_error_locked(s)) < 0) {
         pthread_mutex_unlock(&s->mu);
@@ -663,21 +760,21 @@ int tsnap_store_save(tsnap_store *s, int64_t step, const char *const *names,
         wait_idle_locked(s);
         err = take_bg_error_locked(s);
         pthread_mutex_unlock(&s->mu);
-        return err < 0 ? err : write_step(s, step, names, tensors, n, attrs, nattrs);
+        return err < 0 ? err : write_step(s, step, items, n, attrs, nattrs);
     }
     while (s->staged_bytes + bytes > s->opts.staging_bytes && (s->head || s->busy))
         pthread_cond_wait(&s->cv, &s->mu);
     s->staged_bytes += (size_t)bytes;
     pthread_mutex_unlock(&s->mu);
 
-    if (!(j = calloc(1, sizeof *j)) || !(j->tensors = calloc(n ? n : 1, sizeof *j->tensors))) {
+    if (!(j = calloc(1, sizeof *j)) || !(j->items = calloc(n ? n : 1, sizeof *j->items))) {
         err = tsnap__err(TSNAP_ENOMEM, s->dir, NULL, "out of memory");
         goto fail;
     }
     j->step = step;
     j->bytes = (size_t)bytes;
     for (size_t i = 0; i < n; i++, j->n++)
-        if ((err = stage_tensor(s, names[i], &tensors[i], &j->tensors[i])) < 0) {
+        if ((err = stage_item(s, &items[i], &j->items[i])) < 0) {
             j->n++; /* its half-made staging is freed with the rest */
             goto fail;
         }
@@ -720,6 +817,27 @@ fail:
     s->staged_bytes -= (size_t)bytes;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    return err;
+}
+
+int tsnap_store_save(tsnap_store *s, int64_t step, const char *const *names,
+                     const DLTensor *tensors, size_t n, const tsnap_store_attr *attrs,
+                     size_t nattrs, int wait)
+{
+    tsnap_store_item *items;
+    int err;
+
+    tsnap__begin();
+    TSNAP_CHECK_ARG(s != NULL && (n == 0 || (names != NULL && tensors != NULL)));
+    if (!(items = calloc(n ? n : 1, sizeof *items)))
+        return tsnap__err(TSNAP_ENOMEM, s->dir, NULL, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        items[i].name = names[i];
+        items[i].kind = TSNAP_STORE_TENSOR;
+        items[i].tensor = &tensors[i];
+    }
+    err = tsnap_store_save_items(s, step, items, n, attrs, nattrs, wait);
+    free(items);
     return err;
 }
 

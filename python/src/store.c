@@ -115,19 +115,28 @@ static PyObject *store_path(StoreObject *self, PyObject *args)
     return PyBytes_FromString(buf);
 }
 
+/* A save's failure: FileExistsError for a step saved already (the library
+ * gives it the system's EEXIST), else as a failure about a tensor. */
+static PyObject *store_raise(int err)
+{
+    int step_exists = err == TSNAP_EEXISTS && tsnap_errno() == EEXIST;
+    return tsnap_ext_raise(err, step_exists ? TSNAP_EXT_FILE : TSNAP_EXT_TENSOR);
+}
+
 /*
- * save(step, tensors, attrs, wait): tensors a list of (name bytes, kind,
- * value, code, stream) with kind "array" (value a native ndarray of dtype
- * code) or "dlpack" (value an object with __dlpack__, asked with stream);
- * attrs a list of (key bytes, value, code), value a str or an ndarray.
+ * save(step, items, attrs, wait): items a list of (name bytes, kind,
+ * value, code, stream[, pytype]) with kind "array" (value a native ndarray
+ * of dtype code), "dlpack" (value an object with __dlpack__, asked with
+ * stream), "string" (value bytes, code its tsnap_string_kind) or "group"
+ * (value None), and pytype None or the str to record; attrs a list of
+ * (key bytes, value, code), value a str or an ndarray.
  */
 static PyObject *store_save(StoreObject *self, PyObject *args)
 {
     long long step;
     PyObject *items, *attr_items, *ret = NULL;
     int wait, err = 0;
-    const char **names = NULL;
-    DLTensor *ts = NULL;
+    tsnap_store_item *its = NULL;
     tsnap_ext_save sv = {0};
 
     if (!PyArg_ParseTuple(args, "LOOp", &step, &items, &attr_items, &wait) ||
@@ -135,38 +144,44 @@ static PyObject *store_save(StoreObject *self, PyObject *args)
         return NULL;
     if (tsnap_ext_save_init(&sv, items, attr_items) < 0)
         goto done;
-    names = PyMem_Calloc((size_t)sv.n + 1, sizeof *names);
-    ts = PyMem_Calloc((size_t)sv.n + 1, sizeof *ts);
-    if (!names || !ts) {
+    if (!(its = PyMem_Calloc((size_t)sv.n + 1, sizeof *its))) {
         PyErr_NoMemory();
         goto done;
     }
     for (Py_ssize_t i = 0; i < sv.n; i++) {
-        const char *name, *kind;
+        const char *name, *kind, *pytype = NULL;
         PyObject *value, *stream;
         int code;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(sv.tensors, i), "ysOiO", &name, &kind,
-                              &value, &code, &stream))
+        Py_ssize_t len;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(sv.tensors, i), "ysOiO|z", &name, &kind,
+                              &value, &code, &stream, &pytype))
             goto done;
-        names[i] = name;
-        if (tsnap_ext_tensor_take(&sv.views[i], name, kind, value, code, stream) < 0)
+        its[i] = (tsnap_store_item){.name = name, .tensor = &sv.views[i].t, .pytype = pytype};
+        if (strcmp(kind, "string") == 0) {
+            its[i].kind = TSNAP_STORE_STRING;
+            its[i].string_kind = code;
+            if (PyBytes_AsStringAndSize(value, (char **)&its[i].data, &len) < 0)
+                goto done;
+            its[i].len = (size_t)len;
+        } else if (strcmp(kind, "group") == 0) {
+            its[i].kind = TSNAP_STORE_GROUP;
+        } else if (tsnap_ext_tensor_take(&sv.views[i], name, kind, value, code, stream) < 0) {
             goto done;
-        ts[i] = sv.views[i].t;
+        }
     }
     if (tsnap_ext_save_attrs(&sv) < 0)
         goto done;
     /* The argument tuple keeps every array alive while the GIL is released;
      * with wait=False the call returns once they are copied. */
-    TSNAP_EXT_CALL(err = tsnap_store_save(self->s, step, names, ts, (size_t)sv.n, sv.as,
-                                          (size_t)sv.na, wait));
+    TSNAP_EXT_CALL(err = tsnap_store_save_items(self->s, step, its, (size_t)sv.n, sv.as,
+                                                (size_t)sv.na, wait));
     if (err < 0)
-        tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+        store_raise(err);
     else
         ret = Py_NewRef(Py_None);
 done:
     tsnap_ext_save_destroy(&sv); /* the DLPack tensors taken, each released once */
-    PyMem_Free(names);
-    PyMem_Free(ts);
+    PyMem_Free(its);
     return ret;
 }
 
@@ -178,7 +193,7 @@ static PyObject *store_wait(StoreObject *self, PyObject *unused)
         return NULL;
     TSNAP_EXT_CALL(err = tsnap_store_wait(self->s));
     if (err < 0)
-        return tsnap_ext_raise(err, TSNAP_EXT_TENSOR);
+        return store_raise(err);
     Py_RETURN_NONE;
 }
 
@@ -192,7 +207,7 @@ static PyObject *store_close(StoreObject *self, PyObject *unused)
 static PyMethodDef store_methods[] = {
     {"steps", (PyCFunction)store_steps, METH_NOARGS, "steps() -> [int, ...], ascending"},
     {"path", (PyCFunction)store_path, METH_VARARGS, "path(step) -> bytes"},
-    {"save", (PyCFunction)store_save, METH_VARARGS, "save(step, tensors, attrs, wait)"},
+    {"save", (PyCFunction)store_save, METH_VARARGS, "save(step, items, attrs, wait)"},
     {"wait", (PyCFunction)store_wait, METH_NOARGS, "wait(): the background saves"},
     {"close", (PyCFunction)store_close, METH_NOARGS, "close(): waits, then releases the lock"},
     {NULL, NULL, 0, NULL},

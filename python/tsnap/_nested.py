@@ -147,12 +147,6 @@ def flatten(path, tree, tensor):
     return out
 
 
-def needs_writer(entries):
-    """Whether the entries hold anything but plain tensors: strings, groups
-    or types to record, which only a Writer writes."""
-    return any(e.kind not in ("array", "dlpack") or e.pytype for e in entries)
-
-
 def put(writer, path, entries, encode, put_tensor):
     """Writes the entries through a _core.Writer; `put_tensor(name, entry)`
     writes a tensor's."""

@@ -2,12 +2,9 @@
 import numbers
 import os
 
-import numpy as np
-
-from . import _core, _dtypes as dtypes, _nested, _shard, errors
+from . import _core, _shard, errors
 from ._file import encode_name, load
-from ._save import (_dlpack_stream, distributed_items, option_tuple, put_items, snapshot_items,
-                    write_options)
+from ._save import _dlpack_stream, distributed_items, option_tuple, snapshot_items, write_options
 
 
 def _step(directory, step):
@@ -58,9 +55,6 @@ class Store:
             keep_last, staging_bytes, compression, checksum, chunk_bytes, durable, threads)
         self._store = _core.Store(self.directory, writable=not readonly, keep_last=keep_last,
                                   staging_bytes=staging_bytes, **options)
-        self._write_options = options
-        self._keep_last = keep_last
-        self._readonly = bool(readonly)
 
     def _options(self, keep_last, staging_bytes, compression, checksum, chunk_bytes, durable,
                  threads):
@@ -85,9 +79,10 @@ class Store:
     # -- writing
     def save(self, step, tensors, *, attrs=None, wait=True):
         """Saves `tensors` (names to arrays, as tsnap.save takes them, CUDA
-        tensors included) and `attrs` as step `step`.  wait=False returns
-        once they are copied into host staging memory (from the device for
-        CUDA tensors): the caller may change them at once, and a background
+        tensors, nested structures, Python scalars and strings included)
+        and `attrs` as step `step`.  wait=False returns once all of it is
+        copied into host staging memory (from the device for CUDA
+        tensors): the caller may change it at once, and a background
         thread writes the step.  A failure there is raised by the next
         save() or by wait(), and the failed step is never listed."""
         if self._comm is not None:
@@ -98,42 +93,12 @@ class Store:
             return
         step, path = self._step_path(step, attrs)
         items, root = snapshot_items(path, tensors, attrs)
-        if _nested.needs_writer(items):
-            self._save_written(step, path, items, root)
-            return
-        tensors_arg = [(encode_name(path, e.name), e.kind, e.value,
-                        e.code if e.code is not None else 0,
-                        _dlpack_stream(e.value) if e.kind == "dlpack" else None)
-                       for e in items]
+        items_arg = [(encode_name(path, e.name), e.kind, e.value,
+                      e.code if e.code is not None else 0,
+                      _dlpack_stream(e.value) if e.kind == "dlpack" else None, e.pytype)
+                     for e in items]
         attrs_arg = [(encode_name(path, key), value, code) for key, value, code in root]
-        self._s().save(step, tensors_arg, attrs_arg, bool(wait))
-
-    def _save_written(self, step, path, items, root):
-        """A step holding strings, Python scalars, lists, tuples, None or
-        empty mappings, which the C store does not stage: written here,
-        after the background saves, before save() returns."""
-        store = self._s()
-        if self._readonly:
-            raise errors.StateError(f"{self.directory}: the store was opened read only")
-        store.wait()
-        if step in store.steps():
-            raise errors.FileExistsError(f"{path}: step {step} is already saved")
-        writer = _core.Writer(path, overwrite=False, **self._write_options)
-        try:
-            put_items(writer, path, items)
-            writer.set_attr(None, "step", np.asarray(step, dtype=np.int64),
-                            dtypes.CODES["int64"])
-            for key, value, code in root:
-                writer.set_attr(None, key, value, code)
-            writer.commit()
-        finally:
-            writer.abort()  # no-op after commit
-        if self._keep_last:
-            for old in store.steps()[:-self._keep_last]:
-                try:
-                    os.remove(os.fsdecode(store.path(old)))
-                except FileNotFoundError:
-                    pass
+        self._s().save(step, items_arg, attrs_arg, bool(wait))
 
     def _step_path(self, step, attrs):
         """(step, its file) for a save, checked."""

@@ -7,6 +7,7 @@
  */
 #define TSNAP_STORE_HOOKS
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -678,6 +679,207 @@ static void test_a_file_size_limit_fails_the_save_and_keeps_the_earlier_steps(vo
     free(got);
 }
 
+/* ---- steps of strings, groups and recorded types ------------------ */
+
+/* A step of every item kind, in heap memory that the caller changes and
+ * frees as soon as the save returns. */
+typedef struct item_step {
+    char *text, *raw;
+    int64_t *count;
+    float *field;
+    DLTensor ts[2];
+    tsnap_store_item items[8];
+} item_step;
+
+static void item_step_make(item_step *st, rng *r, int i, int64_t *fshape)
+{
+    static const char text[] = "Lauf \xc3\xa9\xe4\xb8\xad";
+    st->text = malloc(sizeof text);
+    memcpy(st->text, text, sizeof text);
+    st->raw = malloc(5);
+    memcpy(st->raw, "\0\xff\x01\0", 5); /* NULs, a trailing one too */
+    st->count = malloc(sizeof *st->count);
+    *st->count = 1000 + i;
+    st->field = malloc(35 * sizeof *st->field);
+    rng_fill_dtype(r, st->field, 35, TSNAP_FLOAT32);
+    st->ts[0] = cpu_tensor(st->count, TSNAP_INT64, 0, NULL, NULL, 0);
+    st->ts[1] = cpu_tensor(st->field, TSNAP_FLOAT32, 2, fshape, NULL, 0);
+    tsnap_store_item items[8] = {
+        {"meta", TSNAP_STORE_GROUP, NULL, NULL, 0, 0, NULL},
+        {"meta/none", TSNAP_STORE_GROUP, NULL, NULL, 0, 0, "none"},
+        {"meta/name", TSNAP_STORE_STRING, NULL, st->text, sizeof text - 1, TSNAP_STRING_UTF8, NULL},
+        {"meta/raw", TSNAP_STORE_STRING, NULL, st->raw, 4, TSNAP_STRING_BYTES, "bytes"},
+        {"meta/empty", TSNAP_STORE_STRING, NULL, NULL, 0, TSNAP_STRING_BYTES, "bytes"},
+        {"hist", TSNAP_STORE_GROUP, NULL, NULL, 0, 0, "list"},
+        {"hist/0", TSNAP_STORE_TENSOR, &st->ts[0], NULL, 0, 0, "int"},
+        {"u", TSNAP_STORE_TENSOR, &st->ts[1], NULL, 0, 0, NULL},
+    };
+    memcpy(st->items, items, sizeof items);
+}
+
+/* What the caller does with its memory once the save returned. */
+static void item_step_spoil(item_step *st)
+{
+    memset(st->text, 'x', 3);
+    memset(st->raw, 'y', 4);
+    *st->count = -1;
+    memset(st->field, 0xab, 35 * sizeof *st->field);
+    free(st->text);
+    free(st->raw);
+    free(st->count);
+    free(st->field);
+}
+
+static void check_pytype(tsnap_reader *rd, const char *name, const char *want)
+{
+    tsnap_attr a;
+    if (!want)
+        CHECK_ERR(tsnap_reader_attr_find(rd, name, "tsnap_pytype", &a), TSNAP_ENOTFOUND);
+    else if (CHECK_OK(tsnap_reader_attr_find(rd, name, "tsnap_pytype", &a)))
+        CHECK_STR(a.string, want);
+}
+
+static void check_string(tsnap_reader *rd, const char *name, const char *want, size_t len,
+                         tsnap_string_kind kind)
+{
+    char buf[64];
+    size_t got = 0;
+    tsnap_string_kind k = TSNAP_STRING_NONE;
+    if (CHECK_OK(tsnap_reader_read_string(rd, name, buf, sizeof buf, &got, &k))) {
+        CHECK_I64(got, len);
+        CHECK_I64(k, kind);
+        if (got == len)
+            CHECK_MEM(buf, want, len, name);
+    }
+}
+
+static void test_strings_groups_and_pytypes_are_staged_and_written_in_order(void)
+{
+    rng r;
+    rng_init(&r, __func__);
+    const char *dir = tpath("items");
+    tsnap_store *s = NULL;
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, NULL));
+    int64_t fshape[2] = {5, 7};
+    float want[6][35];
+    for (int i = 0; i < 6; i++) {
+        item_step st;
+        item_step_make(&st, &r, i, fshape);
+        memcpy(want[i], st.field, sizeof want[i]);
+        tsnap_store_attr note = {"note", "items", NULL};
+        CHECK_OK(tsnap_store_save_items(s, i, st.items, 8, &note, 1, i % 3 == 2));
+        item_step_spoil(&st);
+    }
+    CHECK_OK(tsnap_store_wait(s));
+    int64_t steps[8];
+    CHECK_I64(steps_of(s, steps, 8), 6);
+    for (int i = 0; i < 6; i++) {
+        char path[4096];
+        ctx_set("step %d", i);
+        CHECK_OK(tsnap_store_path(s, i, path, sizeof path));
+        tsnap_reader *rd = open_reader(path);
+        CHECK_OK(tsnap_reader_verify(rd, NULL));
+        CHECK_I64(tsnap_reader_group_count(rd), 3);
+        const char *groups[] = {"hist", "meta", "meta/none"};
+        for (size_t g = 0; g < 3; g++) {
+            const char *name = tsnap_reader_group_name(rd, g);
+            CHECK_STR(name ? name : "(null)", groups[g]);
+        }
+        check_pytype(rd, "meta", NULL);
+        check_pytype(rd, "meta/none", "none");
+        check_pytype(rd, "hist", "list");
+        check_pytype(rd, "hist/0", "int");
+        check_pytype(rd, "u", NULL);
+        check_pytype(rd, "meta/raw", "bytes");
+        check_string(rd, "meta/name", "Lauf \xc3\xa9\xe4\xb8\xad", 10, TSNAP_STRING_UTF8);
+        check_string(rd, "meta/raw", "\0\xff\x01\0", 4, TSNAP_STRING_BYTES);
+        check_string(rd, "meta/empty", "", 0, TSNAP_STRING_BYTES);
+        int64_t count = 0;
+        float field[35];
+        DLTensor c = cpu_tensor(&count, TSNAP_INT64, 0, NULL, NULL, 0);
+        DLTensor f = cpu_tensor(field, TSNAP_FLOAT32, 2, fshape, NULL, 0);
+        CHECK_OK(tsnap_reader_read(rd, "hist/0", NULL, NULL, NULL, &c));
+        CHECK_OK(tsnap_reader_read(rd, "u", NULL, NULL, NULL, &f));
+        CHECK_I64(count, 1000 + i);
+        CHECK_MEM(field, want[i], sizeof field, "the staged tensor");
+        tsnap_attr a;
+        if (CHECK_OK(tsnap_reader_attr_find(rd, NULL, "note", &a)))
+            CHECK_STR(a.string, "items");
+        tsnap_reader_free(rd);
+    }
+    ctx_clear();
+    tsnap_store_free(s);
+}
+
+static void test_bad_items_are_refused_and_bad_strings_fail_like_any_background_save(void)
+{
+    const char *dir = tpath("baditems");
+    double v = 0.5;
+    DLTensor t = cpu_tensor(&v, TSNAP_FLOAT64, 0, NULL, NULL, 0);
+    tsnap_store *s = NULL;
+    CHECK_OK_FATAL(tsnap_store_open(&s, dir, NULL));
+    tsnap_store_item bad[] = {
+        {NULL, TSNAP_STORE_GROUP, NULL, NULL, 0, 0, NULL},
+        {"t", TSNAP_STORE_TENSOR, NULL, NULL, 0, 0, NULL},
+        {"s", TSNAP_STORE_STRING, NULL, NULL, 3, TSNAP_STRING_UTF8, NULL},
+        {"s", TSNAP_STORE_STRING, NULL, "abc", 3, 7, NULL},
+        {"k", (tsnap_store_item_kind)9, NULL, NULL, 0, 0, NULL},
+    };
+    const char *why[] = {"no name", "no tensor", "no bytes", "string kind", "item kind"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ctx_set("bad item %zu", i);
+        CHECK_ERR(tsnap_store_save_items(s, 1, &bad[i], 1, NULL, 0, 0), TSNAP_EINVAL);
+        CHECK_ERRMSG_HAS(why[i]);
+    }
+    ctx_clear();
+    CHECK_ERR(tsnap_store_save_items(s, 1, NULL, 1, NULL, 0, 0), TSNAP_EINVAL);
+    /* the writer's own checks, in the background: returned by the wait */
+    tsnap_store_item later[][2] = {
+        {{"g", TSNAP_STORE_GROUP, NULL, NULL, 0, 0, "Not A Type"},
+         {"x", TSNAP_STORE_TENSOR, &t, NULL, 0, 0, NULL}},
+        {{"s", TSNAP_STORE_STRING, NULL, "a\0b", 3, TSNAP_STRING_UTF8, NULL},
+         {"x", TSNAP_STORE_TENSOR, &t, NULL, 0, 0, NULL}},
+        {{"x", TSNAP_STORE_TENSOR, &t, NULL, 0, 0, NULL},
+         {"x", TSNAP_STORE_GROUP, NULL, NULL, 0, 0, NULL}},
+    };
+    const char *fails[] = {"[a-z0-9_]", "NUL", "exists"};
+    for (int i = 0; i < 3; i++) {
+        ctx_set("background failure %d", i);
+        CHECK_OK(tsnap_store_save_items(s, 2 + i, later[i], 2, NULL, 0, 0));
+        CHECK_ERR(tsnap_store_wait(s), i == 2 ? TSNAP_EEXISTS : TSNAP_EINVAL);
+        CHECK_ERRMSG_HAS("background save failed");
+        CHECK_ERRMSG_HAS(fails[i]);
+    }
+    ctx_clear();
+    int64_t steps[4];
+    CHECK_I64(steps_of(s, steps, 4), 0); /* no failed step is listed */
+    /* a step saved already: the system's EEXIST, naming its file */
+    tsnap_store_item one = {"x", TSNAP_STORE_TENSOR, &t, NULL, 0, 0, "float"};
+    CHECK_OK(tsnap_store_save_items(s, 7, &one, 1, NULL, 0, 1));
+    CHECK_ERR(tsnap_store_save_items(s, 7, &one, 1, NULL, 0, 1), TSNAP_EEXISTS);
+    CHECK_ERRMSG_HAS("step 7 is saved already");
+    CHECK_I64(tsnap_errno(), EEXIST);
+    CHECK(strstr(tsnap_errpath(), "step-000000000007.h5") != NULL);
+    tsnap_store_free(s);
+    /* a hooked store (a distributed one) takes plain tensors only */
+    hook_log log;
+    memset(&log, 0, sizeof log);
+    log.fail_step = -1;
+    tsnap_store_hooks hooks = {logging_hook, &log, 1};
+    CHECK_OK_FATAL(tsnap_store_open_hooked(&s, tpath("hookeditems"), NULL, &hooks));
+    tsnap_store_item group = {"g", TSNAP_STORE_GROUP, NULL, NULL, 0, 0, NULL};
+    CHECK_ERR(tsnap_store_save_items(s, 1, &group, 1, NULL, 0, 0), TSNAP_EINVAL);
+    CHECK_ERRMSG_HAS("tensors only");
+    CHECK_ERR(tsnap_store_save_items(s, 1, &one, 1, NULL, 0, 0), TSNAP_EINVAL);
+    one.pytype = NULL;
+    CHECK_OK(tsnap_store_save_items(s, 1, &one, 1, NULL, 0, 0));
+    CHECK_OK(tsnap_store_wait(s));
+    CHECK_I64(log.calls, 1);
+    CHECK(log.first[0] == 0.5);
+    CHECK_STR(log.name, "x");
+    tsnap_store_free(s);
+}
+
 const test_entry store_tests[] = {
     TEST(test_steps_are_named_listed_in_order_and_each_an_ordinary_snapshot),
     TEST(test_keep_last_deletes_only_older_steps_after_the_new_one_is_committed),
@@ -690,5 +892,7 @@ const test_entry store_tests[] = {
     TEST(test_a_background_failure_is_returned_by_the_next_save_or_wait),
     TEST(test_a_writer_killed_at_random_moments_never_loses_a_committed_step),
     TEST(test_a_file_size_limit_fails_the_save_and_keeps_the_earlier_steps),
+    TEST(test_strings_groups_and_pytypes_are_staged_and_written_in_order),
+    TEST(test_bad_items_are_refused_and_bad_strings_fail_like_any_background_save),
     TEST_END,
 };
