@@ -431,9 +431,11 @@ static int tensor_open_for(tsnap_reader *r, const char *name, tensor *t, bool st
         return tsnap__err(TSNAP_ENOTFOUND, r->path, name, "no such tensor");
     if (strided)
         pthread_once(&once, make_strided_access);
+    /* The creation properties come last, for a type tsnap reads: HDF5
+     * 1.10 converts the fill value to get them, and a damaged one of a
+     * variable-length type crashes it in the global heap. */
     if ((t->dset = H5Dopen2(r->file, name, strided ? strided_access : H5P_DEFAULT)) < 0 ||
-        (t->ftype = H5Dget_type(t->dset)) < 0 || (t->dcpl = H5Dget_create_plist(t->dset)) < 0 ||
-        (space = H5Dget_space(t->dset)) < 0) {
+        (t->ftype = H5Dget_type(t->dset)) < 0 || (space = H5Dget_space(t->dset)) < 0) {
         err = tsnap__h5err(TSNAP_EFORMAT, r->path, name, "cannot open the dataset");
         goto done;
     }
@@ -454,6 +456,10 @@ static int tensor_open_for(tsnap_reader *r, const char *name, tensor *t, bool st
         goto done;
     }
     t->canonical = mappable;
+    if ((t->dcpl = H5Dget_create_plist(t->dset)) < 0) {
+        err = tsnap__h5err(TSNAP_EFORMAT, r->path, name, "cannot open the dataset");
+        goto done;
+    }
     if ((err = reconcile(r, t)) < 0)
         goto done;
     t->itemsize = tsnap_dtype_size(t->dtype);
@@ -1506,7 +1512,13 @@ int tsnap_reader_read_string(tsnap_reader *r, const char *name, char *buf, size_
         goto done;
     }
     if (H5Tis_variable_str(type) > 0) {
-        if (H5Dread(dset, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, &text) < 0) {
+        H5D_space_status_t status = H5D_SPACE_STATUS_ERROR;
+        /* Never written, it would read as the fill value, which HDF5 1.10
+         * converts through the global heap: a damaged one crashes it.  Read
+         * as empty, h5py's default fill, without asking. */
+        if ((H5Dget_space_status(dset, &status) < 0 ||
+             status != H5D_SPACE_STATUS_NOT_ALLOCATED) &&
+            H5Dread(dset, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, &text) < 0) {
             err = tsnap__h5err(TSNAP_EIO, r->path, name, "cannot read the string");
             goto done;
         }

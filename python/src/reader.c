@@ -405,6 +405,15 @@ static PyObject *read_whole(ReaderObject *self, const char *name, const tsnap_te
     DLTensor t;
     int err;
 
+    if (!arr && PyErr_ExceptionMatches(PyExc_MemoryError)) {
+        /* NumPy's words name neither the file nor the tensor (whose damaged
+         * dimension may ask for terabytes) */
+        PyErr_Clear();
+        return tsnap_ext_raise_msg(TSNAP_ENOMEM, TSNAP_EXT_TENSOR,
+                                   "%s: tensor '%s': out of memory for its %llu bytes",
+                                   PyBytes_AS_STRING(self->path), name,
+                                   (unsigned long long)info->nbytes);
+    }
     if (!arr)
         return NULL;
     memset(&t, 0, sizeof t);

@@ -428,6 +428,16 @@ class File(collections.abc.Mapping):
         """Whether dataset `name` is a single string (no tensor, no checksum)."""
         return self._r().string_kind(encode_name(self.path, name)) != 0
 
+    def _checksum(self, name):
+        """The checksum recorded for dataset `name`, or None (always for a
+        string or a dataset tsnap cannot read: verify skips those)."""
+        if self._is_string(name):
+            return None
+        try:
+            return self[name].checksum
+        except errors.TypeError:
+            return None
+
     def _pytype(self, name):
         """The tsnap_pytype of a dataset or group, or None."""
         value = self._r().attrs(encode_name(self.path, name)).get("tsnap_pytype")
@@ -580,4 +590,4 @@ def verify(path):
     (those with a recorded checksum)."""
     with File(path) as f:
         f.verify()
-        return sum(1 for n in f._names if not f._is_string(n) and f[n].checksum)
+        return sum(1 for n in f._names if f._checksum(n))

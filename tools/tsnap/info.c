@@ -108,7 +108,9 @@ static void dataset_details(const char *path, const char *name, char *type, size
         H5T_class_t c = H5Tget_class(t);
         snprintf(type, len, "HDF5 class %d, %zu bytes", (int)c, H5Tget_size(t));
 #endif
-        if ((dcpl = H5Dget_create_plist(d)) >= 0) {
+        /* HDF5 1.10 converts the fill value to give the creation
+         * properties: a damaged one of a variable-length type crashes it. */
+        if (H5Tdetect_class(t, H5T_VLEN) == 0 && (dcpl = H5Dget_create_plist(d)) >= 0) {
             switch (H5Pget_layout(dcpl)) {
             case H5D_COMPACT: *layout = "compact"; break;
             case H5D_CONTIGUOUS: *layout = "contiguous"; break;
@@ -118,8 +120,10 @@ static void dataset_details(const char *path, const char *name, char *type, size
             }
             H5Pclose(dcpl);
         }
-        if ((s = H5Dget_space(d)) >= 0 && H5Dget_num_chunks(d, s, &n) >= 0)
+        if ((s = H5Dget_space(d)) >= 0 && H5Dget_num_chunks(d, s, &n) >= 0) {
             *nchunks = (long long)n;
+            *layout = "chunked";
+        }
     }
     if (s >= 0)
         H5Sclose(s);
