@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import tsnap
-from pyhelpers import DTYPES, values
+from pyhelpers import DTYPES, DLPackTensor, values
 from test_nested import _array, _expected, _leaf, _tree, assert_same_tree, check_h5py
 
 
@@ -140,7 +140,9 @@ def test_a_background_failure_is_raised_by_wait_and_its_step_never_listed(tmp_pa
     tree = {"w": values(rng, np.int16, (5,)), "opt": {"lr": 0.5, "tag": "adam", "e": {}}}
     with tsnap.Store(tmp_path / "run") as s:
         s.save(1, tree, wait=False)
-        s.save(1, {"again": "x", "n": None}, wait=False)  # a step is never replaced
+        # a step is never replaced: queued (not written) by save(), refused
+        # in the background, raised by wait()
+        s.save(1, {"again": "x", "n": None}, wait=False)
         with pytest.raises(tsnap.errors.FileExistsError) as info:
             s.wait()
         assert "step-000000000001.h5" in str(info.value)
@@ -165,6 +167,25 @@ def test_a_background_failure_is_raised_by_wait_and_its_step_never_listed(tmp_pa
         with pytest.raises(tsnap.StateError, match="read only"):
             s.save(9, {"n": 1, "s": "x", "g": []}, wait=False)
         assert s.steps() == [1, 3, 4]
+
+
+def test_dlpack_tensors_in_a_structure_are_staged_and_released_once(tmp_path, seed):
+    rng = np.random.default_rng([seed, 19, 12])
+    a = values(rng, np.float32, (4, 6))
+    b = values(rng, np.float64, (9,))
+    want_a, want_b = a.copy(), b.copy()
+    da, db = DLPackTensor(a, 2, 32), DLPackTensor(b, 2, 64)  # kDLFloat
+    tree = {"x": [{"deep": (da, 1, "s")}], "y": db, "n": None}
+    with tsnap.Store(tmp_path / "run") as s:
+        s.save(3, tree, wait=False)
+        a[...], b[...] = -a, -b
+        tree["x"][0]["deep"] = ()
+        s.wait()
+        got = s.load(3, nested=True)
+    assert da.deleter_calls == 1 and db.deleter_calls == 1
+    np.testing.assert_array_equal(got["x"][0]["deep"][0], want_a)
+    assert got["x"][0]["deep"][1:] == [1, "s"] and got["n"] is None
+    np.testing.assert_array_equal(got["y"], want_b)
 
 
 def test_steps_of_only_strings_groups_and_empty_tensors_stage_too(tmp_path):
