@@ -26,7 +26,7 @@ extern const test_entry dtype_tests[], roundtrip_tests[], describe_tests[], hype
     checksum_tests[], damaged_tests[], commit_tests[], attrs_tests[], args_tests[],
     names_tests[], hdf5_tests[], threads_tests[], lzf_tests[], lzf_host_tests[],
     codecs_tests[], device_tests[], store_tests[], virtual_tests[], table_tests[],
-    strings_tests[], foreign_tests[];
+    strings_tests[], foreign_tests[], vlen_fill_tests[];
 #ifdef TSNAP_TEST_GPU
 extern const test_entry gpu_tests[];
 #endif
@@ -48,6 +48,7 @@ static const struct {
     {"table", table_tests},
     {"strings", strings_tests},
     {"foreign", foreign_tests},
+    {"vlen_fill", vlen_fill_tests},
 #ifdef TSNAP_TEST_GPU
     {"gpu", gpu_tests},
 #endif
