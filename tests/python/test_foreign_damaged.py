@@ -46,8 +46,9 @@ def damaged_names(proc, path):
 # ---- chunks never written -------------------------------------------
 
 def write_sparse(path, rng):
-    """128 GiB and 64 GiB of chunks, two and one of them written, and a
-    complex 3-D one written in a corner: {name: {origin: values}}."""
+    """128 GiB and 64 GiB of chunks, two and one of them written, a
+    complex 2-D one written in the middle, and 1 TiB never allocated:
+    {name: {origin: values}}."""
     written = {}
     with h5py.File(path, "w") as f:
         d = f.create_dataset("big", shape=(2**35,), chunks=(2**20,), dtype="<f4")
@@ -66,6 +67,8 @@ def write_sparse(path, rng):
         part = rng.standard_normal((3, 5)) + 1j * rng.standard_normal((3, 5))
         c[1000:1003, 4000:4005] = part
         written["field"] = {(1000, 4000): part}
+        f.create_dataset("never", shape=(2**38,), dtype="<f4")  # contiguous, not allocated
+        written["never"] = {}
     return written
 
 
@@ -73,17 +76,18 @@ def test_sparse_terabytes_verify_list_and_describe_without_reading_fill(seed, tm
     path = tmp_path / "sparse.h5"
     written = write_sparse(path, rng_for(seed, "sparse"))
     proc = tsnap("verify", path, expect=0, timeout=LIMIT)
-    assert proc.stdout.startswith(f"{path}: OK (3 tensors, "), proc.stdout
+    assert proc.stdout.startswith(f"{path}: OK (4 tensors, "), proc.stdout
     (obj,) = json.loads(tsnap("verify", "--json", path, expect=0, timeout=LIMIT).stdout)
     assert (obj["status"], obj["tensors"], obj["no_checksum"], obj["damaged"]) == \
-        ("ok", 3, 3, [])
+        ("ok", 4, 4, [])
     listed = json.loads(tsnap("ls", "--json", path, expect=0, timeout=LIMIT).stdout)
     rows = {t["name"]: t for t in listed["tensors"]}
     with h5py.File(path, "r") as f:
         for name in written:
             d = f[name]
             row = rows[name]
-            assert (tuple(row["shape"]), tuple(row["chunks"])) == (d.shape, d.chunks)
+            assert (row["shape"], row["chunks"]) == \
+                (list(d.shape), list(d.chunks) if d.chunks else None)
             assert row["nbytes"] == d.size * d.dtype.itemsize
             assert row["stored_bytes"] == d.id.get_storage_size()
             assert row["mappable"] is False

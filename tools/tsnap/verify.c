@@ -198,8 +198,10 @@ static int read_box(tsnap_reader *r, const char *name, const tsnap_tensor_info *
         cli_slabs at = s;
         if (need > *cap) {
             void *grown = realloc(*buf, need);
-            if (!grown)
-                return TSNAP_ENOMEM;
+            if (!grown) {
+                err = TSNAP_ENOMEM;
+                break;
+            }
             *buf = grown;
             *cap = need;
         }
@@ -275,15 +277,13 @@ static int read_stored_chunks(stored *st, hid_t d, int *listed)
         goto done; /* every chunk stored: nothing to skip */
     if (nstored <= LIST_MAX) {
         *listed = 1;
-        for (hsize_t i = 0; i < nstored && err == 0; i++) {
+        for (hsize_t i = 0; i < nstored && err == 0 && *listed; i++) {
             unsigned mask = 0;
             haddr_t addr = HADDR_UNDEF;
             if (H5Dget_chunk_info(d, space, i, off, &mask, &addr, &size) < 0)
                 *listed = 0; /* a damaged index: the whole read says how */
             else
                 err = read_chunk(st, off);
-            if (!*listed)
-                break;
         }
     } else if (grid <= GRID_MAX) {
         *listed = 1;
@@ -317,6 +317,8 @@ static int read_through(tsnap_reader *r, const char *path, const char *name,
     int listed = 0, err = 0;
     hid_t f = H5I_INVALID_HID, d = H5I_INVALID_HID;
 
+    if (!info->chunked && info->map_status == TSNAP_MAP_NOT_ALLOCATED)
+        return 0; /* contiguous, never written: nothing stored */
     if (info->chunked && info->ndim > 0 && info->nbytes > READ_BUDGET) {
         H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
         if ((f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) >= 0 &&
