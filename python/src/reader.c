@@ -4,6 +4,8 @@
  */
 #include "ext.h"
 
+#include <sys/sysinfo.h>
+
 typedef struct {
     PyObject_HEAD
     tsnap_reader *r;
@@ -287,6 +289,33 @@ static int int64_seq(PyObject *obj, int ndim, int64_t *v, int *given, const char
     return 0;
 }
 
+/* A new array of `shape` for tensor `name`; a MemoryError that names the
+ * file and the tensor when there is no memory for it (NumPy's words name
+ * neither, and a damaged dimension may ask for terabytes). */
+static PyObject *new_host_array(ReaderObject *self, const char *name, tsnap_dtype dtype,
+                                int ndim, const int64_t *shape)
+{
+    PyObject *arr = NULL;
+    unsigned long long nbytes = tsnap_dtype_size(dtype), memory = ULLONG_MAX;
+    struct sysinfo si;
+
+    for (int i = 0; i < ndim; i++)
+        if (__builtin_mul_overflow(nbytes, (unsigned long long)shape[i], &nbytes))
+            nbytes = ULLONG_MAX;
+    /* More than memory and swap hold could only be had by overcommitting:
+     * the read would then touch its pages until the system kills us. */
+    if (sysinfo(&si) == 0)
+        memory = ((unsigned long long)si.totalram + si.totalswap) * si.mem_unit;
+    if (nbytes <= memory &&
+        ((arr = tsnap_ext_new_array(dtype, ndim, shape, NULL)) ||
+         !PyErr_ExceptionMatches(PyExc_MemoryError)))
+        return arr;
+    PyErr_Clear();
+    return tsnap_ext_raise_msg(TSNAP_ENOMEM, TSNAP_EXT_TENSOR,
+                               "%s: tensor '%s': out of memory (%llu bytes)",
+                               PyBytes_AS_STRING(self->path), name, nbytes);
+}
+
 /*
  * read(name, dtype, shape, start=None, step=None, device=-1) -> a new
  * array.  `dtype` and `shape` (the full shape, or the count of a selection
@@ -329,7 +358,7 @@ static PyObject *reader_read(ReaderObject *self, PyObject *args)
         t.device.device_type = kDLCUDA;
         t.device.device_id = device;
     } else {
-        if (!(arr = tsnap_ext_new_array((tsnap_dtype)dtype, ndim, count, NULL)))
+        if (!(arr = new_host_array(self, name, (tsnap_dtype)dtype, ndim, count)))
             return NULL;
         /* The array is new and C-contiguous (complex32's pair axis is the
          * storage's, not the tensor's), so the tensor needs no strides. */
@@ -401,19 +430,10 @@ static PyObject *reader_map(ReaderObject *self, PyObject *args)
 static PyObject *read_whole(ReaderObject *self, const char *name, const tsnap_tensor_info *info,
                             int verify)
 {
-    PyObject *arr = tsnap_ext_new_array(info->dtype, info->ndim, info->shape, NULL);
+    PyObject *arr = new_host_array(self, name, info->dtype, info->ndim, info->shape);
     DLTensor t;
     int err;
 
-    if (!arr && PyErr_ExceptionMatches(PyExc_MemoryError)) {
-        /* NumPy's words name neither the file nor the tensor (whose damaged
-         * dimension may ask for terabytes) */
-        PyErr_Clear();
-        return tsnap_ext_raise_msg(TSNAP_ENOMEM, TSNAP_EXT_TENSOR,
-                                   "%s: tensor '%s': out of memory for its %llu bytes",
-                                   PyBytes_AS_STRING(self->path), name,
-                                   (unsigned long long)info->nbytes);
-    }
     if (!arr)
         return NULL;
     memset(&t, 0, sizeof t);
