@@ -330,7 +330,6 @@ static int use_shuffle(const tsnap_writer *w, const tsnap_view *v)
     return w->opts.codec == TSNAP_CODEC_ZSTD ? TSNAP_SHUFFLE_BIT : TSNAP_SHUFFLE_BYTE;
 }
 
-/* The dataset creation properties: layout, chunking, filters. */
 /* The dataset creation properties (layout, chunking, filters) for v, and
  * its chunk shape; owned by the writer. */
 static hid_t dcpl_for(tsnap_writer *w, const tsnap_view *v, int rank, const hsize_t *dims,
