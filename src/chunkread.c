@@ -17,9 +17,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "internal.h"
+#include "xxh.h"
 
 #define PIECE_BYTES ((size_t)16 << 20) /* one pread of a flat tensor */
 #define WINDOW_MAX 64

@@ -17,9 +17,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "internal.h"
+#include "xxh.h"
 
 /* Bytes read at a time when a read has to go through a buffer. */
 #define BOUNCE_BYTES ((size_t)4 << 20)

@@ -16,9 +16,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <xxhash.h>
 
 #include "internal.h"
+#include "xxh.h"
 
 #define MAGIC "TSNAPIX1"
 #define HEADER 48 /* magic, count, mtime s, mtime ns, entries' hash, size */

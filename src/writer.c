@@ -18,9 +18,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "internal.h"
+#include "xxh.h"
 
 #define CHUNK_BYTES_MAX ((size_t)2 << 30)
 #define RESERVE_MIN ((uint64_t)1 << 20) /* below, a tensor's blocks are not reserved */
