@@ -219,5 +219,18 @@ void tsnap__h5close(hid_t id)
 
 void tsnap__checksum_format(uint64_t h, char *buf, size_t len)
 {
-    snprintf(buf, len, TSNAP_CHECKSUM_PREFIX "%016llx", (unsigned long long)h);
+    /* By hand rather than snprintf: a load from the index formats one per
+     * tensor (table.c). */
+    static const char hex[] = "0123456789abcdef";
+    const size_t n = sizeof TSNAP_CHECKSUM_PREFIX - 1;
+    char text[sizeof TSNAP_CHECKSUM_PREFIX + 16];
+    memcpy(text, TSNAP_CHECKSUM_PREFIX, n);
+    for (int i = 15; i >= 0; i--, h >>= 4)
+        text[n + (size_t)i] = hex[h & 15];
+    text[n + 16] = '\0';
+    if (len > 0) {
+        size_t k = len - 1 < n + 16 ? len - 1 : n + 16;
+        memcpy(buf, text, k);
+        buf[k] = '\0';
+    }
 }

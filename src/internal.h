@@ -540,10 +540,10 @@ typedef struct tsnap_table {
 
 /* Records a tensor: its description (dtype, shape, chunk, nbytes,
  * stored_bytes, and offset when `flat`: its bytes lie at offset as they
- * are) and its checksum ("xxh3-64:...", or NULL).  Never fails: a table
+ * are) and its XXH3 checksum (NULL: none).  Never fails: a table
  * that cannot grow is turned off. */
 int tsnap__table_add(tsnap_table *t, const char *name, const tsnap_tensor_info *info, bool flat,
-                     const char *checksum);
+                     const uint64_t *checksum);
 /* Writes the index as a root attribute, stamped with the time now, which
  * is put in *mtime for tsnap__table_stamp.  Nothing when off. */
 int tsnap__table_write(tsnap_table *t, hid_t file, const char *path, struct timespec *mtime);

@@ -47,20 +47,15 @@ static uint64_t get_u64(const uint8_t *p)
 }
 
 int tsnap__table_add(tsnap_table *t, const char *name, const tsnap_tensor_info *info,
-                     bool flat, const char *checksum)
+                     bool flat, const uint64_t *checksum)
 {
     size_t n = strlen(name), need = 2 + n + 4 + 16 * (size_t)info->ndim + 8 * 4 + 1;
-    uint64_t sum = 0;
-    bool has_sum = checksum && strlen(checksum) == strlen(TSNAP_CHECKSUM_PREFIX) + 16 &&
-                   strncmp(checksum, TSNAP_CHECKSUM_PREFIX, strlen(TSNAP_CHECKSUM_PREFIX)) == 0;
     if (t->off)
         return 0;
     if (n > 0xFFFF || grow(t, need) < 0) {
         t->off = true; /* no index: readers walk the file */
         return 0;
     }
-    if (has_sum)
-        sum = strtoull(checksum + strlen(TSNAP_CHECKSUM_PREFIX), NULL, 16);
     uint8_t *p = t->buf + t->len;
     p[0] = (uint8_t)(n & 0xFF);
     p[1] = (uint8_t)(n >> 8);
@@ -68,7 +63,7 @@ int tsnap__table_add(tsnap_table *t, const char *name, const tsnap_tensor_info *
     p += 2 + n;
     p[0] = (uint8_t)info->dtype;
     p[1] = (uint8_t)info->ndim;
-    p[2] = (uint8_t)((flat ? 1 : 0) | (info->chunked ? 2 : 0) | (has_sum ? 4 : 0));
+    p[2] = (uint8_t)((flat ? 1 : 0) | (info->chunked ? 2 : 0) | (checksum ? 4 : 0));
     p[3] = 0;
     p += 4;
     for (int i = 0; i < info->ndim; i++, p += 16) {
@@ -78,7 +73,7 @@ int tsnap__table_add(tsnap_table *t, const char *name, const tsnap_tensor_info *
     put_u64(p, info->nbytes);
     put_u64(p + 8, info->stored_bytes);
     put_u64(p + 16, info->offset);
-    put_u64(p + 24, sum);
+    put_u64(p + 24, checksum ? *checksum : 0);
     p[32] = 0;
     t->len += need;
     t->count++;
@@ -132,16 +127,6 @@ int tsnap__table_stamp(const char *tmp, const struct timespec *mtime)
 
 /* Decodes the entry at b[pos..len) into *info (*flat: its bytes lie at
  * info->offset); returns the position after it, or 0 when it is damaged. */
-static void format_sum(uint64_t h, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t n = strlen(TSNAP_CHECKSUM_PREFIX);
-    memcpy(out, TSNAP_CHECKSUM_PREFIX, n);
-    for (int i = 15; i >= 0; i--, h >>= 4)
-        out[n + (size_t)i] = hex[h & 15];
-    out[n + 16] = '\0';
-}
-
 static size_t decode_entry(const uint8_t *b, size_t pos, size_t len, tsnap_tensor_info *info,
                            bool *flat, size_t *name_at, size_t *name_len, bool want_sum)
 {
@@ -173,7 +158,7 @@ static size_t decode_entry(const uint8_t *b, size_t pos, size_t len, tsnap_tenso
     info->stored_bytes = get_u64(b + pos + 8);
     info->offset = get_u64(b + pos + 16);
     if ((flags & 4) && want_sum) /* "xxh3-64:" and 16 lowercase hex digits */
-        format_sum(get_u64(b + pos + 24), info->checksum);
+        tsnap__checksum_format(get_u64(b + pos + 24), info->checksum, sizeof info->checksum);
     pos += 33;
     *flat = (flags & 1) != 0;
     uint64_t nelems, nbytes;

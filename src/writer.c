@@ -649,7 +649,7 @@ int tsnap_writer_put(tsnap_writer *w, const char *name, const DLTensor *tensor)
  * where its bytes lie (its first chunk, whose followers HDF5 lays back to
  * back, or a 0-d tensor's contiguous storage). */
 static void index_tensor(tsnap_writer *w, const char *name, hid_t dset, const tsnap_view *v,
-                         const int64_t *chunk, const char *sum)
+                         const int64_t *chunk, const uint64_t *sum)
 {
     tsnap_tensor_info info;
     bool flat = w->opts.codec == TSNAP_CODEC_NONE;
@@ -748,13 +748,15 @@ int tsnap_writer_put_stream(tsnap_writer *w, const char *name, const DLTensor *t
     if ((err = tsnap__attr_create_string(dset, "tsnap_dtype", tsnap_dtype_name(v.dtype),
                                          w->path, name)) < 0)
         goto fail;
-    char sum[40] = "";
+    uint64_t digest = 0;
     if (w->opts.checksum) {
-        tsnap__checksum_format(XXH3_64bits_digest(hash), sum, sizeof sum);
+        char sum[40];
+        digest = XXH3_64bits_digest(hash);
+        tsnap__checksum_format(digest, sum, sizeof sum);
         if ((err = tsnap__attr_create_string(dset, "tsnap_checksum", sum, w->path, name)) < 0)
             goto fail;
     }
-    index_tensor(w, name, dset, &v, chunk, sum[0] ? sum : NULL);
+    index_tensor(w, name, dset, &v, chunk, w->opts.checksum ? &digest : NULL);
     goto done;
 fail:
     w->state = W_FAILED;
