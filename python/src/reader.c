@@ -10,6 +10,7 @@ typedef struct {
     PyObject_HEAD
     tsnap_reader *r;
     PyObject *path; /* bytes, for messages the library cannot word */
+    unsigned long long memory; /* memory and swap, bytes (0: not asked yet) */
 } ReaderObject;
 
 typedef struct {
@@ -296,17 +297,20 @@ static PyObject *new_host_array(ReaderObject *self, const char *name, tsnap_dtyp
                                 int ndim, const int64_t *shape)
 {
     PyObject *arr = NULL;
-    unsigned long long nbytes = tsnap_dtype_size(dtype), memory = ULLONG_MAX;
+    unsigned long long nbytes = tsnap_dtype_size(dtype);
     struct sysinfo si;
 
     for (int i = 0; i < ndim; i++)
         if (__builtin_mul_overflow(nbytes, (unsigned long long)shape[i], &nbytes))
             nbytes = ULLONG_MAX;
     /* More than memory and swap hold could only be had by overcommitting:
-     * the read would then touch its pages until the system kills us. */
-    if (sysinfo(&si) == 0)
-        memory = ((unsigned long long)si.totalram + si.totalswap) * si.mem_unit;
-    if (nbytes <= memory &&
+     * the read would then touch its pages until the system kills us.
+     * Asked once per open file, not once per tensor read. */
+    if (!self->memory)
+        self->memory = sysinfo(&si) == 0
+                           ? ((unsigned long long)si.totalram + si.totalswap) * si.mem_unit
+                           : ULLONG_MAX;
+    if (nbytes <= self->memory &&
         ((arr = tsnap_ext_new_array(dtype, ndim, shape, NULL)) ||
          !PyErr_ExceptionMatches(PyExc_MemoryError)))
         return arr;
