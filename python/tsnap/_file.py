@@ -431,8 +431,6 @@ class File(collections.abc.Mapping):
     def _checksum(self, name):
         """The checksum recorded for dataset `name`, or None (always for a
         string or a dataset tsnap cannot read: verify skips those)."""
-        if self._is_string(name):
-            return None
         try:
             return self[name].checksum
         except errors.TypeError:
