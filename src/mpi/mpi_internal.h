@@ -59,6 +59,8 @@ typedef struct tm_tensor {
  * replicated tensor; checks what one rank can check on its own. */
 int tm_entry_init(tm_entry *e, const char *file, const char *name, const DLTensor *t,
                   const int64_t *shape, const int64_t *offset);
+/* Frees what an entry holds and zeroes it. */
+void tm_entry_clear(tm_entry *e);
 void tm_entries_free(tm_entry *e, size_t n);
 /* Gives `e` ndim dimensions: room for its shape, offset and block, zeroed.
  * -1 when out of memory. */

@@ -131,8 +131,7 @@ int tm_entry_init(tm_entry *e, const char *file, const char *name, const DLTenso
             return tm_fail(TSNAP_EINVAL, msg, sizeof msg,
                            "%s: tensor '%s': the global shape has a negative size", file, name);
     if (tm_entry_dims(e, t->ndim) < 0 || !(e->name = strdup(name))) {
-        free(e->shape);
-        memset(e, 0, sizeof *e);
+        tm_entry_clear(e);
         return tm_fail(TSNAP_ENOMEM, msg, sizeof msg, "%s: out of memory", file);
     }
     e->replicated = shape == NULL;
@@ -155,12 +154,17 @@ int tm_entry_dims(tm_entry *e, int ndim)
     return 0;
 }
 
+void tm_entry_clear(tm_entry *e)
+{
+    free(e->name);
+    free(e->shape);
+    memset(e, 0, sizeof *e);
+}
+
 void tm_entries_free(tm_entry *e, size_t n)
 {
-    for (size_t i = 0; e && i < n; i++) {
-        free(e[i].name);
-        free(e[i].shape);
-    }
+    for (size_t i = 0; e && i < n; i++)
+        tm_entry_clear(&e[i]);
     free(e);
 }
 

@@ -121,8 +121,7 @@ static int add_entry(tsnap_mpi_writer *w, const char *name, const DLTensor *t,
     if ((err = tm_entry_init(&e, w->path, name, t, shape, offset)) < 0)
         return err;
     if (find(w, name)) {
-        free(e.name);
-        free(e.shape);
+        tm_entry_clear(&e);
         return tm_fail(TSNAP_EEXISTS, msg, sizeof msg, "%s: tensor '%s': put twice", w->path,
                        name);
     }
@@ -130,8 +129,7 @@ static int add_entry(tsnap_mpi_writer *w, const char *name, const DLTensor *t,
         size_t cap = w->cap ? 2 * w->cap : 16;
         tm_entry *grown = realloc(w->e, cap * sizeof *grown);
         if (!grown) {
-            free(e.name);
-            free(e.shape);
+            tm_entry_clear(&e);
             return tm_fail(TSNAP_ENOMEM, msg, sizeof msg, "%s: out of memory", w->path);
         }
         w->e = grown;
