@@ -255,7 +255,8 @@ static int hook(void *ctx, tsnap_store *core, int64_t step, const char *const *n
         return tsnap_set_error(TSNAP_ESTATE, "a distributed save lost its plan");
     err = it->err;
     snprintf(msg, sizeof msg, "%s", it->msg);
-    if (err == 0 && (err = tsnap_store_path(core, step, path, sizeof path)) < 0)
+    int path_err = tsnap_store_path(core, step, path, sizeof path);
+    if (err == 0 && (err = path_err) < 0)
         snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
     if (err == 0 && s->rank == 0 &&
         (err = start_snapshot(s, core, it, tensors, n, attrs, nattrs, &w)) < 0)
@@ -273,7 +274,7 @@ static int hook(void *ctx, tsnap_store *core, int64_t step, const char *const *n
         if (err == 0 && (err = finish_snapshot(core, path, it, w)) < 0)
             snprintf(msg, sizeof msg, "%s", tsnap_errmsg());
         tsnap_writer_free(w); /* a snapshot not committed is discarded */
-        if (err < 0 && tsnap_store_path(core, step, path, sizeof path) == 0)
+        if (err < 0 && path_err == 0)
             tm_settle_parts(path, it->id, err); /* no file left once any rank returns */
     }
     tm_records_free(recs, recs ? s->size : 0);
