@@ -41,7 +41,7 @@
 typedef struct staged {
     char *name;
     tsnap_store_item_kind kind;
-    char *data; /* a string's bytes (len of them) */
+    char *data; /* a string's bytes (len of them); an attribute's, NUL-terminated */
     size_t len;
     int string_kind;
     char *pytype; /* NULL: none recorded */
@@ -58,8 +58,7 @@ typedef struct job {
     size_t n, bytes;
     staged *items;
     size_t nattrs;
-    staged *attrs;      /* numeric values; `name` is the key */
-    char **strings;     /* string values (NULL for numeric ones) */
+    staged *attrs;      /* `name` is the key; a string value in `data` */
     struct job *next;
 } job;
 
@@ -556,9 +555,6 @@ static void job_free(tsnap_store *s, job *j)
         return;
     staged_free(s, j->items, j->n);
     staged_free(s, j->attrs, j->nattrs);
-    for (size_t i = 0; j->strings && i < j->nattrs; i++)
-        free(j->strings[i]);
-    free(j->strings);
     free(j);
 }
 
@@ -577,7 +573,7 @@ static int run_job(tsnap_store *s, job *j)
         }
         for (size_t i = 0; i < j->nattrs; i++) {
             as[i].key = j->attrs[i].name;
-            as[i].string = j->strings[i];
+            as[i].string = j->attrs[i].data;
             as[i].value = &j->attrs[i].t;
         }
         err = write_step(s, j->step, items, j->n, as, j->nattrs);
@@ -778,8 +774,7 @@ int tsnap_store_save_items(tsnap_store *s, int64_t step, const tsnap_store_item 
             j->n++; /* its half-made staging is freed with the rest */
             goto fail;
         }
-    if (nattrs && (!(j->attrs = calloc(nattrs, sizeof *j->attrs)) ||
-                   !(j->strings = calloc(nattrs, sizeof *j->strings)))) {
+    if (nattrs && !(j->attrs = calloc(nattrs, sizeof *j->attrs))) {
         err = tsnap__err(TSNAP_ENOMEM, s->dir, NULL, "out of memory");
         goto fail;
     }
@@ -788,7 +783,7 @@ int tsnap_store_save_items(tsnap_store *s, int64_t step, const tsnap_store_item 
         if (!attrs[i].string) {
             if ((err = stage_tensor(s, attrs[i].key, attrs[i].value, &j->attrs[i])) < 0)
                 goto fail;
-        } else if (!(j->strings[i] = strdup(attrs[i].string)) ||
+        } else if (!(j->attrs[i].data = strdup(attrs[i].string)) ||
                    !(j->attrs[i].name = strdup(attrs[i].key))) {
             err = tsnap__err(TSNAP_ENOMEM, s->dir, NULL, "out of memory");
             goto fail;
