@@ -205,8 +205,10 @@ const char *cli_string_kind(int kind);
 /**
  * Reads the single string dataset `name` into a malloc'ed buffer *data
  * of *len bytes (NUL added after them) when `data` is not NULL, or only
- * reads it through.  Returns the library's code (its message set).
+ * reads it through; *kind (when not NULL) is its kind.  Returns the
+ * library's code (its message set).
  */
-int cli_read_string(tsnap_reader *r, const char *name, char **data, size_t *len);
+int cli_read_string(tsnap_reader *r, const char *name, char **data, size_t *len,
+                    tsnap_string_kind *kind);
 
 #endif /* TSNAP_CLI_H */

@@ -702,7 +702,8 @@ void cli_progress_end(cli_progress *p)
 
 const char *cli_string_kind(int kind) { return kind == TSNAP_STRING_UTF8 ? "str" : "bytes"; }
 
-int cli_read_string(tsnap_reader *r, const char *name, char **data, size_t *len)
+int cli_read_string(tsnap_reader *r, const char *name, char **data, size_t *len,
+                    tsnap_string_kind *kind)
 {
     size_t n = 0, got = 0;
     char *buf;
@@ -714,7 +715,7 @@ int cli_read_string(tsnap_reader *r, const char *name, char **data, size_t *len)
         return err;
     if (!(buf = malloc(n + 1)))
         return TSNAP_ENOMEM; /* the message is empty: tsnap_strerror says it */
-    if ((err = tsnap_reader_read_string(r, name, buf, n, &got, NULL)) == 0 && got != n)
+    if ((err = tsnap_reader_read_string(r, name, buf, n, &got, kind)) == 0 && got != n)
         err = TSNAP_EFORMAT;
     if (err < 0 || !data) {
         free(buf);

@@ -255,15 +255,13 @@ static int copy_empty_groups(job *j)
 /* A single string dataset.  0 copied, -1 failed (after the message). */
 static int copy_string(job *j, const char *name)
 {
-    tsnap_tensor_info info;
+    tsnap_string_kind kind = TSNAP_STRING_UTF8;
     char *data = NULL;
     size_t len = 0;
     int err = 0;
 
-    tsnap_reader_describe(j->r, name, &info);
-    if (cli_read_string(j->r, name, &data, &len) < 0 ||
-        (err = tsnap_writer_put_string(j->w, name, data, len,
-                                       (tsnap_string_kind)info.string)) < 0) {
+    if (cli_read_string(j->r, name, &data, &len, &kind) < 0 ||
+        (err = tsnap_writer_put_string(j->w, name, data, len, kind)) < 0) {
         free(data);
         return lib_error(j);
     }
@@ -273,7 +271,7 @@ static int copy_string(job *j, const char *name)
     if (!j->o->quiet) {
         char size[16];
         cli_progress_clear(&j->p);
-        printf("%s: %s, %s\n", name, cli_string_kind(info.string),
+        printf("%s: %s, %s\n", name, cli_string_kind(kind),
                cli_bytes_str(len, size, sizeof size));
     }
     return 0;

@@ -345,7 +345,8 @@ static int compare_strings(side *sa, side *sb, const char *name, const tsnap_ten
     int status = SAME;
 
     cli_progress_clear(p);
-    if (cli_read_string(sa->r, name, &a, &la) < 0 || cli_read_string(sb->r, name, &b, &lb) < 0) {
+    if (cli_read_string(sa->r, name, &a, &la, NULL) < 0 ||
+        cli_read_string(sb->r, name, &b, &lb, NULL) < 0) {
         cli_error("%s", *tsnap_errmsg() ? tsnap_errmsg() : "out of memory");
         status = TROUBLE;
     } else if (ia->string != ib->string || la != lb || memcmp(a, b, la) != 0) {

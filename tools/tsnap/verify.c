@@ -369,7 +369,7 @@ static int check_file(const char *path, FILE *out)
             }
         } else if (err == TSNAP_ETYPE && info.string) { /* a string: read, no checksum */
             c.unchecked++;
-            err = cli_read_string(r, name, NULL, NULL);
+            err = cli_read_string(r, name, NULL, NULL, NULL);
         }
         if (err == 0)
             continue;
