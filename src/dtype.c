@@ -289,37 +289,49 @@ static bool atom_is_sane(hid_t t)
     return size >= 1 && size <= 16 && prec >= 1 && off >= 0 && (size_t)off + prec <= 8 * size;
 }
 
+/* Member i of enum t (of integer type `base`): its name in *name (free it
+ * with H5free_memory) and its value converted to `to` in value.  0; -1
+ * when the name cannot be had (*name NULL); -2 when the value cannot. */
+static int enum_member(hid_t t, hid_t base, unsigned i, hid_t to, unsigned char value[16],
+                       char **name)
+{
+    memset(value, 0, 16);
+    if (!(*name = H5Tget_member_name(t, i)))
+        return -1;
+    if (H5Tget_size(t) > 16 || H5Tget_member_value(t, i, value) < 0 ||
+        H5Tconvert(base, to, 1, value, NULL, H5P_DEFAULT) < 0)
+        return -2;
+    return 0;
+}
+
 /* True if the enum's members are exactly FALSE=0 and TRUE=1 (h5py's test).
  * Its callers have checked atom_is_sane(t). */
 static bool enum_is_bool(hid_t t)
 {
     int n = H5Tget_nmembers(t);
     bool seen_false = false, seen_true = false;
-    if (n != 2)
+    hid_t super;
+    if (n != 2 || (super = H5Tget_super(t)) < 0) {
+        H5Eclear2(H5E_DEFAULT);
         return false;
+    }
     /* Compare values as native long long whatever the base's order or size. */
     for (unsigned i = 0; i < 2; i++) {
-        char *name = H5Tget_member_name(t, i);
-        unsigned char raw[16] = {0};
+        unsigned char value[16];
+        char *name;
         long long v = -1;
-        if (!name)
+        int got = enum_member(t, super, i, H5T_NATIVE_LLONG, value, &name);
+        if (got == -1)
             break;
-        if (H5Tget_member_value(t, i, raw) >= 0 && H5Tget_size(t) <= sizeof raw) {
-            hid_t super = H5Tget_super(t);
-            if (super >= 0) {
-                long long tmp[2] = {0, 0};
-                memcpy(tmp, raw, H5Tget_size(t));
-                if (H5Tconvert(super, H5T_NATIVE_LLONG, 1, tmp, NULL, H5P_DEFAULT) >= 0)
-                    v = tmp[0];
-                H5Tclose(super);
-            }
-        }
+        if (got == 0)
+            memcpy(&v, value, sizeof v);
         if (strcmp(name, "FALSE") == 0 && v == 0)
             seen_false = true;
         if (strcmp(name, "TRUE") == 0 && v == 1)
             seen_true = true;
         H5free_memory(name);
     }
+    H5Tclose(super);
     H5Eclear2(H5E_DEFAULT);
     return seen_false && seen_true;
 }
@@ -457,16 +469,13 @@ static hid_t bits_memory_type(hid_t t, hid_t base)
         (out = H5Tenum_create(le)) < 0 || (n = H5Tget_nmembers(t)) < 0)
         goto fail;
     for (unsigned i = 0; i < (unsigned)n; i++) {
-        unsigned char value[16] = {0};
-        char *name = H5Tget_member_name(t, i);
-        herr_t ok = name && H5Tget_member_value(t, i, value) >= 0 &&
-                            H5Tconvert(base, le, 1, value, NULL, H5P_DEFAULT) >= 0 &&
-                            H5Tenum_insert(out, name, value) >= 0
-                        ? 0
-                        : -1;
+        unsigned char value[16];
+        char *name;
+        bool ok = enum_member(t, base, i, le, value, &name) == 0 &&
+                  H5Tenum_insert(out, name, value) >= 0;
         if (name)
             H5free_memory(name);
-        if (ok < 0)
+        if (!ok)
             goto fail;
     }
     tsnap__h5close(le);
@@ -496,12 +505,11 @@ int tsnap__enum_members(hid_t t, tsnap_enum_member **out, size_t *count)
     }
     bool is_signed = H5Tget_sign(base) == H5T_SGN_2;
     for (unsigned i = 0; i < (unsigned)n; i++) {
-        unsigned char value[16] = {0};
-        char *name = H5Tget_member_name(t, i);
+        unsigned char value[16];
+        char *name;
         tsnap_enum_member *m = &(*out)[i];
-        if (!name || H5Tget_member_value(t, i, value) < 0 ||
-            H5Tconvert(base, is_signed ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT64, 1, value, NULL,
-                       H5P_DEFAULT) < 0 ||
+        if (enum_member(t, base, i, is_signed ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT64, value,
+                        &name) < 0 ||
             !(m->name = strdup(name))) {
             err = name ? TSNAP_EFORMAT : TSNAP_ENOMEM;
             if (name)
