@@ -474,8 +474,9 @@ static int cmp_named(const void *a, const void *b)
 
 /* Every rank's entries, grouped by name (sorted) and by rank within a
  * name.  Ranks usually list the same names in the same order: then the
- * groups are made by position, with no sort of all ranks' entries. */
-static void group_refs(tm_record *recs, int nranks, ref *refs)
+ * groups are made by position, with no sort of all ranks' entries.
+ * Returns how many names there are (at most). */
+static size_t group_refs(tm_record *recs, int nranks, ref *refs)
 {
     size_t n = recs[0].n, k = 0;
     bool aligned = true;
@@ -497,7 +498,7 @@ static void group_refs(tm_record *recs, int nranks, ref *refs)
                 refs[k++].rank = r;
             }
         free(order);
-        return;
+        return n; /* a rank refused a name put twice */
     }
     for (int r = 0; r < nranks; r++)
         for (size_t i = 0; i < recs[r].n; i++) {
@@ -505,6 +506,10 @@ static void group_refs(tm_record *recs, int nranks, ref *refs)
             refs[k++].rank = r;
         }
     qsort(refs, k, sizeof *refs, cmp_ref);
+    size_t names = k ? 1 : 0;
+    for (size_t i = 1; i < k; i++)
+        names += strcmp(refs[i].e->name, refs[i - 1].e->name) != 0;
+    return names;
 }
 
 int tm_plan(const char *file, tm_record *recs, int nranks, tm_tensor **out, size_t *count)
@@ -529,11 +534,7 @@ int tm_plan(const char *file, tm_record *recs, int nranks, tm_tensor **out, size
         err = tm_fail(TSNAP_ENOMEM, msg, sizeof msg, "%s: out of memory", file);
         goto done;
     }
-    group_refs(recs, nranks, refs);
-    size_t names = nrefs ? 1 : 0;
-    for (size_t i = 1; i < nrefs; i++)
-        names += refs[i].e->name != refs[i - 1].e->name &&
-                 strcmp(refs[i].e->name, refs[i - 1].e->name) != 0;
+    size_t names = group_refs(recs, nranks, refs);
     if (!(tensors = calloc(names ? names : 1, sizeof *tensors))) {
         err = tm_fail(TSNAP_ENOMEM, msg, sizeof msg, "%s: out of memory", file);
         goto done;
