@@ -117,10 +117,12 @@ int tsnap__fsync_dir_of(const char *path, const char *file)
 static pthread_mutex_t retire_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t retire_work = PTHREAD_COND_INITIALIZER; /* a file to close */
 static pthread_cond_t retire_room = PTHREAD_COND_INITIALIZER; /* a place in the queue */
-static int retire_fds[RETIRE_MAX];
-static int64_t retire_due[RETIRE_MAX];    /* when to close it (monotonic ns) */
-static uint64_t retire_name[RETIRE_MAX];  /* the hash of the name it had */
-static int retire_queued;  /* in retire_fds, oldest first */
+static struct {
+    int fd;
+    int64_t due;   /* when to close it (monotonic ns) */
+    uint64_t name; /* the hash of the name it had */
+} retire_q[RETIRE_MAX];
+static int retire_queued;  /* in retire_q, oldest first */
 static int retire_closing; /* taken by the closer, not closed yet */
 static bool retire_started;
 static pthread_once_t retire_once = PTHREAD_ONCE_INIT;
@@ -142,17 +144,15 @@ static void *retire_main(void *arg)
         /* the one due first waits for its time, or for a full queue */
         int i = 0;
         for (int j = 1; j < retire_queued; j++)
-            i = retire_due[j] < retire_due[i] ? j : i;
-        if (retire_queued < RETIRE_MAX && now_ns() < retire_due[i]) {
-            struct timespec until = {(time_t)(retire_due[i] / 1000000000LL),
-                                     (long)(retire_due[i] % 1000000000LL)};
+            i = retire_q[j].due < retire_q[i].due ? j : i;
+        if (retire_queued < RETIRE_MAX && now_ns() < retire_q[i].due) {
+            struct timespec until = {(time_t)(retire_q[i].due / 1000000000LL),
+                                     (long)(retire_q[i].due % 1000000000LL)};
             pthread_cond_timedwait(&retire_work, &retire_mu, &until);
             continue;
         }
-        int fd = retire_fds[i], rest = --retire_queued - i;
-        memmove(retire_fds + i, retire_fds + i + 1, (size_t)rest * sizeof *retire_fds);
-        memmove(retire_due + i, retire_due + i + 1, (size_t)rest * sizeof *retire_due);
-        memmove(retire_name + i, retire_name + i + 1, (size_t)rest * sizeof *retire_name);
+        int fd = retire_q[i].fd, rest = --retire_queued - i;
+        memmove(retire_q + i, retire_q + i + 1, (size_t)rest * sizeof *retire_q);
         retire_closing++;
         pthread_mutex_unlock(&retire_mu);
         close(fd);
@@ -173,7 +173,7 @@ static void retire_parent(void) { pthread_mutex_unlock(&retire_mu); }
 static void retire_child(void)
 {
     for (int i = 0; i < retire_queued; i++)
-        close(retire_fds[i]);
+        close(retire_q[i].fd);
     retire_queued = retire_closing = 0;
     retire_started = false;
     pthread_mutex_init(&retire_mu, NULL);
@@ -216,8 +216,8 @@ void tsnap__save_begins(const char *path)
     h = name_hash(path);
     pthread_mutex_lock(&retire_mu);
     for (int i = 0; i < retire_queued; i++) {
-        if (retire_name[i] == h) {
-            retire_due[i] = 0;
+        if (retire_q[i].name == h) {
+            retire_q[i].due = 0;
             due = true;
         }
     }
@@ -269,9 +269,9 @@ static void retire(int fd, const char *path)
     }
     while (retire_queued + retire_closing >= RETIRE_MAX)
         pthread_cond_wait(&retire_room, &retire_mu);
-    retire_fds[retire_queued] = fd;
-    retire_due[retire_queued] = now_ns() + RETIRE_LINGER_NS;
-    retire_name[retire_queued++] = name_hash(path);
+    retire_q[retire_queued].fd = fd;
+    retire_q[retire_queued].due = now_ns() + RETIRE_LINGER_NS;
+    retire_q[retire_queued++].name = name_hash(path);
     pthread_cond_signal(&retire_work);
     pthread_mutex_unlock(&retire_mu);
     errno = saved;
