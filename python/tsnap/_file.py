@@ -452,6 +452,13 @@ class File(collections.abc.Mapping):
                 out[n] = self._string(n, data, kind)
         return out
 
+    def _values(self, names, mmap, verify, number):
+        """Datasets `names` by name: on CUDA device `number`, else as
+        load() reads them on the host."""
+        if number is not None:
+            return self._load_to(names, number, verify)
+        return dict(zip(names, self._load_whole(names, mmap, verify)))
+
     def _nested(self, values):
         """`values` (every dataset's, by full name) as the file's tree."""
         return _nested.build(self.path, values, self._r().groups(), self._pytype)
@@ -459,11 +466,8 @@ class File(collections.abc.Mapping):
     def _subtree(self, group, mmap, verify, number):
         """Group `group` as load(nested=True) gives the whole file."""
         prefix = group + "/"
-        names = [n for n in self._names if n.startswith(prefix)]
-        if number is not None:
-            values = self._load_to(names, number, verify)
-        else:
-            values = dict(zip(names, self._load_whole(names, mmap, verify)))
+        values = self._values([n for n in self._names if n.startswith(prefix)], mmap, verify,
+                              number)
         groups = [g[len(prefix):] for g in self._r().groups() if g.startswith(prefix)]
         return _nested.build(self.path, {n[len(prefix):]: v for n, v in values.items()}, groups,
                              lambda n: self._pytype(prefix + n), self._pytype(group))
@@ -575,10 +579,7 @@ def load(path, name=None, *, mmap=False, verify=False, device=None, nested=False
             if number is not None:
                 return f._load_to([name], number, verify)[name]
             return f._load_whole([name], mmap, verify)[0]
-        if number is not None:
-            values = f._load_to(f._names, number, verify)
-        else:
-            values = dict(zip(f._names, f._load_whole(f._names, mmap, verify)))
+        values = f._values(f._names, mmap, verify, number)
         return f._nested(values) if nested else values
 
 
